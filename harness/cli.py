@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .convert_cli import add_parser as add_convert
     from .eval_cli import add_parser as add_eval
     from .ablate import add_parser as add_ablate
+    from .bench_cli import add_parser as add_bench
     from .demo import add_parser as add_demo
     from .reproduce import add_parser as add_reproduce
     from .report_cli import add_parser as add_report
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report(commands)
     add_ablate(commands)
     add_reproduce(commands)
+    add_bench(commands)
     add_demo(commands)
     return parser
 
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             from .reproduce import run_reproduce
 
             return run_reproduce(args)
+        if args.command == "bench":
+            from .bench_cli import run_bench_command
+
+            return run_bench_command(args)
         if args.command == "demo":
             from .demo import run_demo
 

@@ -132,6 +132,20 @@ def test_ann_baseline_is_counted_too():
     assert counter.totals["lm_head"].Dense == 5 * 64 * 97
 
 
+def test_fused_float_attention_equals_the_counted_operator_path():
+    """ann mode runs attention through SDPA; counted runs through the separate operators: same logits."""
+    model = tiny()
+    ids = torch.randint(0, 97, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding, so padding queries see only themselves
+    with torch.no_grad():
+        fused = model(ids, attention_mask=mask)[0]
+        with OpCounter(model):
+            counted = model(ids, attention_mask=mask)[0]
+    assert model.model.layers[0].self_attn.float_attention
+    assert torch.allclose(fused[1, 3:], counted[1, 3:], atol=1e-5) and torch.allclose(fused[0], counted[0], atol=1e-5)
+
+
 def test_bad_input():
     model = tiny()
     with pytest.raises(ValueError, match="outside the vocabulary"):

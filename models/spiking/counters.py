@@ -70,8 +70,8 @@ def nonzero(x: torch.Tensor) -> int:
 
 
 def abs_sum(x: torch.Tensor) -> int:
-    """Sum of |x| for integer-valued x, exact (int64, never float32 accumulation)."""
-    return int(x.detach().abs().to(torch.int64).sum())
+    """Sum of |x| for integer-valued x, exact: accumulated in float64 (exact below 2^53), never float32."""
+    return int(x.detach().abs().sum(dtype=torch.float64))
 
 
 def record(module: nn.Module, **figures: int) -> None:

@@ -34,8 +34,8 @@ def _accumulator_dtype(dtype: torch.dtype, bound: int) -> torch.dtype:
 def _firing_per_step(counts: torch.Tensor, T: int) -> torch.Tensor:
     """For |counts| of shape (..., K, L): how many of the L entries of row k have |n| > t, for t < T."""
     rows = counts.reshape(-1, counts.shape[-1]).to(torch.int64).clamp(max=T)
-    hist = torch.zeros(rows.shape[0], T + 1, dtype=torch.int64, device=counts.device)
-    hist.scatter_add_(1, rows, torch.ones_like(rows))
+    offsets = torch.arange(rows.shape[0], device=counts.device)[:, None] * (T + 1)
+    hist = torch.bincount((rows + offsets).flatten(), minlength=rows.shape[0] * (T + 1)).view(rows.shape[0], T + 1)
     at_least = hist.flip(-1).cumsum(-1).flip(-1)  # at_least[:, v] = #{|n| >= v}
     return at_least[:, 1:]  # #{|n| > t} for t = 0 .. T-1
 

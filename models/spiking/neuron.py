@@ -17,6 +17,8 @@ r >= 1 (the membrane forgets between steps, so the spikes fall on the first k st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -102,7 +104,10 @@ class EIIFNeuron(nn.Module):
 
     def reset(self) -> None:
         """Forget the membrane, the step counter and the statistics."""
-        self.v: torch.Tensor | None = None
+        self.v = None
+        self._checked: list | None = None  # [input, its version, zero-free or None]: the last input that passed the checks
+        self._memoryless_key: tuple | None = None
+        self._memoryless_now = False
         self.t = 0
         self.spike_count: torch.Tensor | None = None
         self.num_spikes: torch.Tensor | None = None
@@ -120,27 +125,83 @@ class EIIFNeuron(nn.Module):
             self.r.to(like.dtype),
         )
 
-    def single_step(self, current: torch.Tensor) -> torch.Tensor:
-        """One step of eq. 1: charge, fire against theta(t), attenuate. Returns S(t) in {-1, 0, 1}."""
-        check_finite(current, "current")
+    # The membrane after attenuation, V(t), is computed when it is needed: when read, or when the
+    # next charge needs it. A memoryless neuron (r >= 1) is left with V = +-0 after every step,
+    # and x + (+-0) == x bit for bit for every finite x != 0, so under a zero-free input the next
+    # charge is the input itself and V never has to be formed. Spikes, statistics and V (when
+    # read) are bit for bit those of charging and attenuating at every step.
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        """The membrane potential after the last step (attenuated), None before the first step."""
+        if self._charged is not None:
+            charged, r = self._charged
+            decayed = charged * (1 - r)
+            self._v = torch.where(charged > 0, decayed.clamp(min=0), torch.where(charged < 0, decayed.clamp(max=0), charged))
+            self._charged = None
+        return self._v
+
+    @v.setter
+    def v(self, value: torch.Tensor | None) -> None:
+        self._v = value
+        self._charged: tuple[torch.Tensor, torch.Tensor] | None = None  # (V after charging, r) of the last step, not yet attenuated
+
+    def _state_shape(self) -> torch.Size | None:
+        if self._charged is not None:
+            return self._charged[0].shape
+        return self._v.shape if self._v is not None else None
+
+    def _is_memoryless(self) -> bool:
+        """``memoryless``, cached while the ``r`` buffer is unchanged (no device sync per step)."""
+        key = (id(self.r), self.r.data_ptr(), self.r._version)
+        if key != self._memoryless_key:
+            self._memoryless_key, self._memoryless_now = key, self.memoryless
+        return self._memoryless_now
+
+    def _check_current(self, current: torch.Tensor, name: str = "current") -> list:
+        """check_finite and the shape checks, skipped for the very input that passed them last (unmodified)."""
+        checked = self._checked
+        if checked is not None and checked[0] is current and checked[1] == current._version:
+            return checked
+        check_finite(current, name)
         if self.num_features is not None and (current.dim() == 0 or current.shape[-1] != self.num_features):
             raise ValueError(
-                f"current must have last dimension {self.num_features} (num_features), got shape {tuple(current.shape)}"
+                f"{name} must have last dimension {self.num_features} (num_features), got shape {tuple(current.shape)}"
             )
-        if self.v is not None and self.v.shape != current.shape:
+        self._checked = [current, current._version, None]
+        return self._checked
+
+    def _step(self, current: torch.Tensor, zero_free: Callable[[], bool]) -> torch.Tensor:
+        """One step of eq. 1 on a checked input; ``zero_free()`` says whether it has no exact zeros."""
+        state_shape = self._state_shape()
+        if state_shape is not None and state_shape != current.shape:
             raise ValueError(
-                f"current has shape {tuple(current.shape)} but the membrane has {tuple(self.v.shape)}; call reset() between inputs"
+                f"current has shape {tuple(current.shape)} but the membrane has {tuple(state_shape)}; call reset() between inputs"
             )
         theta_base, alpha, r = self._params(current)
-        v = current if self.v is None else self.v + current
+        if self._charged is not None and self._charged[0].dtype == current.dtype and self._is_memoryless() and zero_free():
+            v = current.clone()  # = (+-0) + current: see above
+        else:
+            previous = self.v
+            v = current.clone() if previous is None else previous + current
         theta = threshold_at(theta_base, alpha, self.t)
         spikes = (v >= theta).to(current.dtype) - (v <= -theta).to(current.dtype)
-        decayed = v * (1 - r)
-        self.v = torch.where(v > 0, decayed.clamp(min=0), torch.where(v < 0, decayed.clamp(max=0), v))
+        self._v, self._charged = None, (v, r)
         if self.track_stats:
             self._update_stats(spikes)
         self.t += 1
         return spikes
+
+    def single_step(self, current: torch.Tensor) -> torch.Tensor:
+        """One step of eq. 1: charge, fire against theta(t), attenuate. Returns S(t) in {-1, 0, 1}."""
+        checked = self._check_current(current)
+
+        def zero_free() -> bool:
+            if checked[2] is None:
+                checked[2] = not bool((current == 0).any())
+            return checked[2]
+
+        return self._step(current, zero_free)
 
     def _update_stats(self, spikes: torch.Tensor) -> None:
         fired = spikes != 0
@@ -157,7 +218,21 @@ class EIIFNeuron(nn.Module):
         """Run ``currents`` of shape [T, ...] step by step; returns spikes of the same shape."""
         if currents.dim() == 0 or currents.shape[0] < 1:
             raise ValueError("currents must have a leading time dimension of length >= 1")
-        return torch.stack([self.single_step(c) for c in currents])
+        check_finite(currents, "current")
+        if self.num_features is not None and (currents.dim() < 2 or currents.shape[-1] != self.num_features):
+            raise ValueError(
+                f"current must have last dimension {self.num_features} (num_features), got shape {tuple(currents.shape[1:])}"
+            )
+        zero_free: list[bool] | None = None
+
+        def step_is_zero_free(t: int) -> bool:
+            nonlocal zero_free
+            if zero_free is None:
+                nonzero = currents != 0
+                zero_free = (nonzero.flatten(1).all(1) if nonzero.dim() > 1 else nonzero).tolist()
+            return zero_free[t]
+
+        return torch.stack([self._step(c, lambda t=t: step_is_zero_free(t)) for t, c in enumerate(currents)])
 
     def run_constant(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
         """Drive the neuron with the constant current ``x`` for T steps (eq. 6-10); returns [T, ...] spikes."""
