@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .demo import add_parser as add_demo
     from .reproduce import add_parser as add_reproduce
     from .report_cli import add_parser as add_report
+    from .neurtransformer_cli import add_parser as add_neurtransformer
     from .stdp_cli import add_parser as add_stdp
     from .train_cli import add_parser as add_train
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(commands)
     add_train(commands)
     add_stdp(commands)
+    add_neurtransformer(commands)
     add_report(commands)
     add_ablate(commands)
     add_reproduce(commands)
@@ -98,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
             from .stdp_cli import run_stdp
 
             return run_stdp(args)
+        if args.command == "neurtransformer":
+            from models.train.qat import TrainingError
+
+            from .neurtransformer_cli import run_neurtransformer_cli
+
+            try:
+                return run_neurtransformer_cli(args)
+            except TrainingError as err:
+                print(f"snnbench neurtransformer: stopped: {err}", file=sys.stderr)
+                return 3
         if args.command == "report":
             from .report_cli import run_report
 

@@ -141,6 +141,14 @@ def load_checkpoint(folder: str | os.PathLike[str], spiking: SpikingConfig | Non
 SPIKING_STATE = (".calibrated", ".observed_absmax", ".scale", ".factor", ".theta_base", ".alpha", ".r", ".window")
 
 
+def _tied_elsewhere(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[str, ...]:
+    """Names of parameters shared with another name that ``state`` holds (any architecture's tied embeddings)."""
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    return tuple(n for group in names.values() if len(group) > 1 and any(g in state for g in group) for n in group)
+
+
 def load_weights(model: LlamaForCausalLM, state: dict[str, torch.Tensor], where: Path | str) -> None:
     """Copy ``state`` into ``model``; spiking-only state may be absent or extra, weights may not."""
     own = model.state_dict()
@@ -152,6 +160,7 @@ def load_weights(model: LlamaForCausalLM, state: dict[str, torch.Tensor], where:
     tied = {"lm_head.weight", "model.embed_tokens.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
     if tied and not tied <= set(missing):  # one copy of a tied pair is enough (safetensors stores one)
         optional = optional + tuple(tied)
+    optional = optional + _tied_elsewhere(model, state)
     real_missing = [k for k in missing if not k.endswith(optional)]
     unexpected = [k for k in unexpected if not k.endswith(SPIKING_STATE)]
     if real_missing or unexpected:

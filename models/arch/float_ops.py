@@ -77,3 +77,28 @@ class RMSNorm(nn.Module):
             counters.record(self, float_ops=5 * x.numel())
         x32 = x.float()
         return self.weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+
+class LayerNorm(nn.LayerNorm):
+    """y = weight * (x - mean) / sqrt(var + eps) + bias (GPT-2), counted like RMSNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if counters.counting():
+            counters.record(self, float_ops=7 * x.numel())
+        return super().forward(x)
+
+
+class FloatGELU(nn.Module):
+    """GELU, exact (``approximate="none"``) or the tanh form GPT-2 uses (``"tanh"``)."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if counters.counting():
+            counters.record(self, float_ops=8 * x.numel())
+        return F.gelu(x, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate}"

@@ -9,6 +9,8 @@
 | silu      | SiLU           | SNNSiLU (staircase, SiLU')   | SNNSiLU                           |
 | multiply  | a * b          | SNNMultiply (qat)            | SNNMultiply                       |
 | norm      | RMSNorm        | SNNRMSNorm (qat)             | SNNRMSNorm                        |
+| layernorm | LayerNorm      | SNNLayerNorm (qat)           | SNNLayerNorm                      |
+| gelu      | GELU           | SNNGELU (staircase, GELU')   | SNNGELU                           |
 
 Linear layers have no post-synaptic quantizer: the operator that consumes their output
 spike-codes it (its pre-synaptic neurons are the post-synaptic neurons of eq. 4).
@@ -20,9 +22,11 @@ from torch import nn
 
 from models.spiking import QSynapsis, SNNMatmul, SNNRMSNorm, SNNSiLU, SNNSoftmax, Synapsis
 from models.spiking.attention import SpikingAttentionValues
+from models.spiking.differential import SNNLayerNorm
+from models.spiking.gelu import SNNGELU
 from models.spiking.product import SNNMultiply
 
-from .float_ops import CountedLinear, FloatMatmul, FloatMultiply, FloatSiLU, FloatSoftmax, RMSNorm
+from .float_ops import CountedLinear, FloatGELU, FloatMatmul, FloatMultiply, FloatSiLU, FloatSoftmax, LayerNorm, RMSNorm
 from .spiking_config import SpikingConfig
 
 
@@ -78,3 +82,16 @@ class Operators:
         if mode == "ann":
             return RMSNorm(dim, eps)
         return SNNRMSNorm(dim, eps, input_spec=self.config.spec(self.config.norm_granularity, "norm"), path=mode)
+
+    def layer_norm(self, dim: int, eps: float) -> nn.Module:
+        mode = self.config.op_mode("layernorm")
+        if mode == "ann":
+            return LayerNorm(dim, eps)
+        return SNNLayerNorm(dim, eps, input_spec=self.config.spec(self.config.norm_granularity, "layernorm"), path=mode)
+
+    def gelu(self, layer: int, approximate: str = "none") -> nn.Module:
+        mode = self.config.op_mode("gelu")
+        if mode == "ann":
+            return FloatGELU(approximate)
+        x_max = self.config.gelu_x_max_per_layer.get(layer, self.config.gelu_x_max)
+        return SNNGELU(self.config.steps_for("gelu"), x_max, approximate, path=mode)

@@ -15,7 +15,7 @@ from models.spiking.checks import check_bits, check_time_steps, max_level
 from models.spiking.quant import GRANULARITIES, QuantSpec
 
 MODES = ("ann", "qat", "snn", "snn-fused")
-OPERATOR_KINDS = ("linear", "lm_head", "attention", "softmax", "silu", "multiply", "norm")
+OPERATOR_KINDS = ("linear", "lm_head", "attention", "softmax", "silu", "multiply", "norm", "layernorm", "gelu")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class SpikingConfig:
     silu_x_max: float = 8.0
     silu_x_max_per_layer: dict[int, float] = field(default_factory=dict)
     kind_bits: dict[str, int] = field(default_factory=dict)  # e.g. {"multiply": 10}: more time steps for one kind
+    gelu_x_max: float = 8.0  # SNNGELU's fitted input range (GPT-2), like silu_x_max
+    gelu_x_max_per_layer: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -44,6 +46,8 @@ class SpikingConfig:
                 raise ValueError(f"{name} must be one of {', '.join(GRANULARITIES[:4])}, got {getattr(self, name)!r}")
         if not self.silu_x_max > 0:
             raise ValueError(f"silu_x_max must be > 0, got {self.silu_x_max}")
+        if not self.gelu_x_max > 0:
+            raise ValueError(f"gelu_x_max must be > 0, got {self.gelu_x_max}")
         for kind, bits in self.kind_bits.items():
             if kind not in OPERATOR_KINDS:
                 raise ValueError(f"kind_bits has unknown operator kind {kind!r}; known: {', '.join(OPERATOR_KINDS)}")
@@ -72,6 +76,7 @@ class SpikingConfig:
         d = asdict(self)
         d["keep_float"] = list(self.keep_float)
         d["silu_x_max_per_layer"] = {str(k): v for k, v in self.silu_x_max_per_layer.items()}
+        d["gelu_x_max_per_layer"] = {str(k): v for k, v in self.gelu_x_max_per_layer.items()}
         d["kind_bits"] = dict(self.kind_bits)
         return d
 
@@ -84,5 +89,6 @@ class SpikingConfig:
         d = dict(d)
         d["keep_float"] = tuple(d.get("keep_float", ()))
         d["silu_x_max_per_layer"] = {int(k): float(v) for k, v in d.get("silu_x_max_per_layer", {}).items()}
+        d["gelu_x_max_per_layer"] = {int(k): float(v) for k, v in d.get("gelu_x_max_per_layer", {}).items()}
         d["kind_bits"] = {str(k): int(v) for k, v in d.get("kind_bits", {}).items()}
         return cls(**d)

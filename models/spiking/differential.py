@@ -1,4 +1,4 @@
-"""Differential spiking operators: SNNSoftmax (B.3), spiking sigmoid (B.2.1), SNNRMSNorm (B.4).
+"""Differential spiking operators: SNNSoftmax (B.3), spiking sigmoid (B.2.1), SNNRMSNorm and SNNLayerNorm (B.4).
 
 Each keeps an accumulated input X_t = X_{t-1} + I_t and emits the differential output
 
@@ -13,7 +13,8 @@ input quantizer a float tensor enters as one pulse at t = 0.
 The paper's sigmoid neuron (B.2.1) is a leaky V_t = lambda V_{t-1} + I_t with output
 sigma(V_t); with lambda = 1 and the differential readout above its outputs sum to
 sigma(x) exactly, which is the form used here. B.4 writes a mean-subtracting norm; RMSNorm
-has no mean, so f is x / sqrt(mean(x^2) + eps) * gamma, as in Llama.
+has no mean, so f is x / sqrt(mean(x^2) + eps) * gamma, as in Llama; SNNLayerNorm is B.4 as
+written, with the mean (GPT-2).
 """
 
 from __future__ import annotations
@@ -184,6 +185,33 @@ class SNNRMSNorm(DifferentialOp):
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * normed.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, eps={self.eps}, path={self.path}"
+
+
+class SNNLayerNorm(DifferentialOp):
+    """LayerNorm (B.4, with the mean): y = gamma * (x - mean(x)) / sqrt(var(x) + eps) + beta, on accumulated input."""
+
+    float_ops_per_element = 7  # mean, subtract, square, mean, rsqrt, scale, gamma/beta
+
+    def __init__(
+        self, dim: int, eps: float = 1e-5, input_spec: QuantSpec | None = None, path: str = "snn-fused"
+    ) -> None:
+        super().__init__(input_spec, path, num_features=dim)
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.dim = dim
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        check_finite(x, "x")
+        check_last_dim(x, self.dim, "x", "the normalized dimension")
+
+    def fn(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, eps={self.eps}, path={self.path}"

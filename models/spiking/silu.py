@@ -16,11 +16,17 @@ x_max]:
 Both neurons are memoryless (gamma = 0): the closed form (``snn-fused``) is a threshold
 search plus a prefix sum accumulated in the same order as the time-stepped path, which
 makes the two paths equal bit for bit.
+
+The fit works for any activation of that shape (zero at 0, rising on x >= 0, one minimum on
+x < 0 and back towards 0): ``fit_staircase(fn, ...)`` does it for a given function and
+``SNNStaircase`` is the operator for a given fit; SNNSiLU is the SiLU instance, SNNGELU
+(``gelu.py``) the GELU one.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,17 +40,25 @@ def _silu(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
 
 
-def _argmin_silu() -> float:
-    """x* with SiLU'(x*) = 0, by bisection on the derivative (float64)."""
-    lo, hi = -2.0, -1.0
+def _silu_prime(x: float) -> float:
+    s = 1 / (1 + math.exp(-x))
+    return s * (1 + x * (1 - s))
+
+
+def bisect_root(derivative: Callable[[float], float], lo: float, hi: float) -> float:
+    """x in [lo, hi] with derivative(x) = 0, derivative < 0 left of it (a minimum), by bisection (float64)."""
     for _ in range(200):
         mid = (lo + hi) / 2
-        s = 1 / (1 + math.exp(-mid))
-        if s * (1 + mid * (1 - s)) < 0:
+        if derivative(mid) < 0:
             lo = mid
         else:
             hi = mid
     return (lo + hi) / 2
+
+
+def _argmin_silu() -> float:
+    """x* with SiLU'(x*) = 0, by bisection on the derivative (float64)."""
+    return bisect_root(_silu_prime, -2.0, -1.0)
 
 
 def _invert_monotone(f, targets: torch.Tensor, lo: float, hi: float, increasing: bool) -> torch.Tensor:
@@ -61,7 +75,7 @@ def _invert_monotone(f, targets: torch.Tensor, lo: float, hi: float, increasing:
 
 
 @dataclass(frozen=True)
-class SiLUFit:
+class StaircaseFit:
     """Fitted neuron parameters and the approximation error they give on [-x_max, x_max]."""
 
     time_steps: int
@@ -74,25 +88,36 @@ class SiLUFit:
     mean_abs_error: float
 
 
+SiLUFit = StaircaseFit  # the name SNNSiLU's fit had first
+
+
 def _staircase(u: torch.Tensor, thresholds: torch.Tensor, amplitudes: torch.Tensor) -> torch.Tensor:
     prefix = torch.cat([amplitudes.new_zeros(1), torch.cumsum(amplitudes, 0)])
     return prefix[torch.searchsorted(thresholds, u.contiguous(), right=True)]
 
 
-@lru_cache(maxsize=64)
-def fit_snn_silu(time_steps: int = 127, x_max: float = 8.0, grid_points: int = 160_001) -> SiLUFit:
-    """Fit the two neurons for T time steps on [-x_max, x_max] and measure the error there."""
+@lru_cache(maxsize=128)
+def fit_staircase(
+    fn: Callable[[torch.Tensor], torch.Tensor], argmin: float, time_steps: int = 127, x_max: float = 8.0, grid_points: int = 160_001
+) -> StaircaseFit:
+    """Fit the two neurons to ``fn`` for T time steps on [-x_max, x_max] and measure the error there.
+
+    ``fn`` (float64 tensors in and out) is 0 at 0, rises on x >= 0, has its one minimum on x < 0 at
+    ``argmin`` and tends to 0 as x -> -inf (SiLU, GELU).
+    """
     T = check_time_steps(time_steps)
     if not (isinstance(x_max, (int, float)) and math.isfinite(x_max) and x_max > 0):
         raise ValueError(f"x_max must be a finite number > 0, got {x_max!r}")
+    if not (isinstance(argmin, float) and math.isfinite(argmin) and argmin < 0):
+        raise ValueError(f"argmin must be a finite float < 0 (where fn has its minimum), got {argmin!r}")
     f64 = torch.float64
-    top = float(_silu(torch.tensor(x_max, dtype=f64)))
+    top = float(fn(torch.tensor(x_max, dtype=f64)))
     pos_amp = top / (T - 0.5)
     levels = (torch.arange(1, T + 1, dtype=f64) - 0.5) * pos_amp
-    pos_thr = _invert_monotone(_silu, levels, 0.0, x_max, increasing=True)
+    pos_thr = _invert_monotone(fn, levels, 0.0, x_max, increasing=True)
 
-    u_star = -_argmin_silu()
-    g = lambda u: _silu(-u)  # noqa: E731
+    u_star = -argmin
+    g = lambda u: fn(-u)  # noqa: E731
     m = float(g(torch.tensor(u_star, dtype=f64)))
     K = T // 2
     if K == 0 or u_star >= x_max:
@@ -114,38 +139,56 @@ def fit_snn_silu(time_steps: int = 127, x_max: float = 8.0, grid_points: int = 1
         _staircase(x.abs(), pos_thr, torch.full((T,), pos_amp, dtype=f64)),
         _staircase(x.abs(), neg_thr, neg_amp),
     )
-    err = (approx - _silu(x)).abs()
-    return SiLUFit(T, float(x_max), pos_thr, pos_amp, neg_thr, neg_amp, float(err.max()), float(err.mean()))
+    err = (approx - fn(x)).abs()
+    return StaircaseFit(T, float(x_max), pos_thr, pos_amp, neg_thr, neg_amp, float(err.max()), float(err.mean()))
+
+
+@lru_cache(maxsize=64)
+def fit_snn_silu(time_steps: int = 127, x_max: float = 8.0, grid_points: int = 160_001) -> StaircaseFit:
+    """Fit the two neurons to SiLU for T time steps on [-x_max, x_max] and measure the error there."""
+    return fit_staircase(_silu, _argmin_silu(), time_steps, x_max, grid_points)
 
 
 class _StaircaseSTE(torch.autograd.Function):
-    """Forward: the spiking staircase. Backward: the derivative of SiLU (quantization-aware training)."""
+    """Forward: the spiking staircase. Backward: the derivative of the float activation (quantization-aware training)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, op: "SNNSiLU") -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, op: "SNNStaircase") -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
+        ctx.op = op
         return op._closed_form(x)[0]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        s = torch.sigmoid(x)
-        return grad * s * (1 + x * (1 - s)), None
+        return ctx.op.float_backward(x, grad), None
 
 
-class SNNSiLU(nn.Module):
-    """SiLU by two fitted spiking neurons. Paths: ``qat`` (staircase forward, SiLU' backward), ``snn``, ``snn-fused``."""
+class SNNStaircase(nn.Module):
+    """An activation by two fitted spiking neurons (B.2.2). Paths: ``qat`` (staircase forward, f' backward), ``snn``, ``snn-fused``.
+
+    Subclasses give the fit (``make_fit``) and the float derivative (``float_backward``).
+    """
+
+    float_ops_per_element = 4  # what the float activation costs on the qat path
 
     def __init__(self, time_steps: int = 127, x_max: float = 8.0, path: str = "snn-fused") -> None:
         super().__init__()
         self.path = check_path(path, ("qat", "snn", "snn-fused"))
-        self.fit = fit_snn_silu(time_steps, x_max)
+        self.fit = self.make_fit(time_steps, x_max)
         self.time_steps = time_steps
         self.register_buffer("pos_thresholds", self.fit.pos_thresholds.clone(), persistent=False)
         self.register_buffer("pos_amplitudes", torch.full((time_steps,), self.fit.pos_amplitude, dtype=torch.float64), persistent=False)
         self.register_buffer("neg_thresholds", self.fit.neg_thresholds.clone(), persistent=False)
         self.register_buffer("neg_amplitudes", self.fit.neg_amplitudes.clone(), persistent=False)
         self._tables: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, ...]] = {}
+
+    def make_fit(self, time_steps: int, x_max: float) -> StaircaseFit:
+        raise NotImplementedError
+
+    def float_backward(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """grad * f'(x), the gradient the qat path passes back."""
+        raise NotImplementedError
 
     def _neuron_tables(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Thresholds, amplitudes and prefix sums in the input's dtype; prefix sums accumulated step by step."""
@@ -206,7 +249,7 @@ class SNNSiLU(nn.Module):
             observe.encoded(self, x / step, self._closed_form(x.detach())[1], self.time_steps, step)
         if counters.counting():
             if fired is None:
-                counters.record(self, float_ops=4 * x.numel())
+                counters.record(self, float_ops=self.float_ops_per_element * x.numel())
             else:
                 counters.record(
                     self, spikes=fired, neuron_steps=self.time_steps * x.numel(), Effective_ACs=fired, Dense=self.time_steps * x.numel()
@@ -215,3 +258,14 @@ class SNNSiLU(nn.Module):
 
     def extra_repr(self) -> str:
         return f"time_steps={self.time_steps}, x_max={self.fit.x_max}, path={self.path}, max_abs_error={self.fit.max_abs_error:.4g}"
+
+
+class SNNSiLU(SNNStaircase):
+    """SiLU by two fitted spiking neurons. Paths: ``qat`` (staircase forward, SiLU' backward), ``snn``, ``snn-fused``."""
+
+    def make_fit(self, time_steps: int, x_max: float) -> StaircaseFit:
+        return fit_snn_silu(time_steps, x_max)
+
+    def float_backward(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(x)
+        return grad * s * (1 + x * (1 - s))

@@ -1,0 +1,226 @@
+"""Spike-based self-attention (SSA): NeurTransformer's attention block, after Spikformer (Zhou et al., ICLR 2023).
+
+Spikformer's SSA (its eq. 6-8) computes, at every time step t,
+
+    Q_t = SN(X_t W_Q),  K_t = SN(X_t W_K),  V_t = SN(X_t W_V),
+    SSA_t = SN(Q_t K_t^T V_t * s),
+
+with spike trains Q, K, V, NO softmax (the products of non-negative spikes need none) and a
+constant scale s. NeurTransformer replaces GPT-2's float self-attention (ASA) by this block and
+fine-tunes it with surrogate gradients (its steps 1 and 3). Here, for a causal decoder:
+
+- the block's input (the LayerNorm output) is rate-coded over T steps by a spiking neuron with
+  a per-token value per spike theta_x = max|x| / T;
+- c_attn's synapses integrate the input spike train (one accumulation of a weight per spike and
+  fan-out, W . sum_t S_t) and then drive the Q, K and V neurons with a constant current for T
+  steps (the two-stage pipeline of this project's Synapsis); Q and K have one threshold per
+  head, V one per channel;
+- at every step the integer matrix (Q_t K_t^T masked causally and by padding) V_t is formed
+  from ternary spikes only (``SpikeProduct``: additions and subtractions, no multiplication);
+- it drives the output neuron through the scale s_h (one learnable scalar per head) times the
+  spike values theta_q theta_k theta_v; with ``normalize`` the current of query i is divided
+  by its number of visible keys (a causal mean instead of a causal sum; off by default);
+- c_proj acts on the output spikes; the block returns its accumulated current.
+
+Neurons are ternary integrate-and-fire neurons with a soft reset: V_t = V_{t-1} + I_t; a spike
++1 when V_t >= theta/2, -1 when V_t <= -theta/2; V_t -= S_t theta. Under a constant current c a
+neuron fires round(T c / theta) times (clamped to T): a spike carries the value theta. The
+spike function is a Heaviside step with a surrogate gradient (``models/train/surrogate.py``),
+so the block trains with back-propagation through time. Per-token and static scales are folded
+into the thresholds, so what is integrated per step is a sum of weights (AC) or an integer.
+
+The block has one computation whatever the execution mode (``qat`` trains it, ``snn`` and
+``snn-fused`` evaluate it: all three are the same arithmetic). Counted (``counters``): spikes,
+neuron steps, the ACs of c_attn, c_proj and of both products, and the float work of the scale
+folding; neuron membrane updates are neuron steps, not priced ACs (as everywhere here).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.train.surrogate import check_surrogate, ternary_spike
+
+from . import counters
+from .checks import check_finite, check_time_steps
+
+
+def if_neuron(currents: torch.Tensor, threshold: torch.Tensor, surrogate: str = "atan", alpha: float | None = None) -> torch.Tensor:
+    """Ternary IF neuron with soft reset over the leading time axis of ``currents`` (T, ...); returns spikes (T, ...).
+
+    Fires +1 when V >= theta/2 and -1 when V <= -theta/2, then V -= S theta; under a constant
+    current c the count is round(T c / theta) clamped to [-T, T]. Differentiable through the surrogate.
+    """
+    name, alpha = check_surrogate(surrogate, alpha)
+    v = torch.zeros_like(currents[0])
+    out = []
+    for current in currents:
+        v = v + current
+        s = ternary_spike(v, threshold, name, alpha)
+        v = v - s * threshold
+        out.append(s)
+    return torch.stack(out)
+
+
+class SpikeProduct(nn.Module):
+    """(Q_t K_t^T masked) V_t for ternary spike trains (T, B, H, L, d): integer-valued, additions only."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask`` (B, 1, Lq, Lk) bool, True where query i may see key j."""
+        scores = (q @ k.transpose(-1, -2)) * mask.to(q.dtype)
+        out = scores @ v
+        if counters.counting():
+            with torch.no_grad():
+                live = mask.to(q.dtype)
+                qk_acs = ((q.abs() @ k.abs().transpose(-1, -2)) * live).sum()  # coincident spike pairs
+                pv_acs = (((scores != 0).to(q.dtype)) @ v.abs().sum(-1, keepdim=True)).sum()  # a nonzero score per value spike
+                T, B, H, Lq, d = q.shape
+                Lk = k.shape[-2]
+                counters.record(
+                    self,
+                    Effective_ACs=int(qk_acs) + int(pv_acs),
+                    Dense=2 * T * B * H * Lq * Lk * d,
+                )
+        return out
+
+
+class SpikeLinear(nn.Linear):
+    """A synapse layer driven by spikes, with nn.Linear's parameters: W . n for integrated spike counts n."""
+
+    def forward_spikes(self, counts: torch.Tensor, spikes: int, time_steps: int) -> torch.Tensor:
+        """W . n (no bias) for spike counts n (..., in_features) integrated over ``time_steps``; ``spikes`` x fan-out ACs."""
+        if counters.counting():
+            counters.record(self, Effective_ACs=spikes * self.out_features, Dense=time_steps * counts.numel() * self.out_features)
+        return F.linear(counts, self.weight)
+
+
+class SpikingSelfAttention(nn.Module):
+    """SSA for a causal decoder; parameters named as GPT-2's attention (c_attn, c_proj) so ANN weights load directly."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        time_steps: int = 8,
+        surrogate: str = "atan",
+        alpha: float | None = None,
+        normalize: bool = False,
+        path: str = "snn-fused",
+    ) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+        self.T = check_time_steps(time_steps)
+        self.surrogate, self.alpha = check_surrogate(surrogate, alpha)
+        self.hidden_size, self.num_heads, self.head_dim = hidden_size, num_heads, hidden_size // num_heads
+        self.normalize = normalize
+        self.path = path
+        self.c_attn = SpikeLinear(hidden_size, 3 * hidden_size)
+        self.c_proj = SpikeLinear(hidden_size, hidden_size)
+        self.product = SpikeProduct()
+        # Spike values (thresholds), kept positive as logarithms; set by calibration, then trained.
+        self.log_theta_q = nn.Parameter(torch.zeros(num_heads))
+        self.log_theta_k = nn.Parameter(torch.zeros(num_heads))
+        self.log_theta_v = nn.Parameter(torch.zeros(hidden_size))
+        self.log_theta_o = nn.Parameter(torch.zeros(hidden_size))
+        self.log_scale = nn.Parameter(torch.full((num_heads,), -0.5 * math.log(self.head_dim)))  # s = 1/sqrt(d)
+
+    # ----------------------------------------------------------------- parts
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, B, L, D) -> (T, B, H, L, d)."""
+        T, B, L, _ = x.shape
+        return x.view(T, B, L, self.num_heads, self.head_dim).transpose(2, 3)
+
+    def spike_trains(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input spike counts (B, L, D) and the Q, K, V spike trains (T, B, H, L, d) of ``x`` (B, L, D)."""
+        T, D = self.T, self.hidden_size
+        theta_x = (x.detach().abs().amax(-1, keepdim=True) / T).clamp_min(1e-12)  # value of one input spike, per token
+        s_x = if_neuron((x / T).expand(T, *x.shape), theta_x, self.surrogate, self.alpha)
+        n_x = s_x.sum(0)
+        theta = torch.cat([
+            self.log_theta_q.exp().repeat_interleave(self.head_dim),
+            self.log_theta_k.exp().repeat_interleave(self.head_dim),
+            self.log_theta_v.exp(),
+        ])
+        # The synapses integrate the input spike train (W . sum_t S_t: one AC per spike and fan-out), then
+        # drive the Q, K, V neurons with a constant current over the next T steps. Folded: the per-token
+        # spike value theta_x is moved into the thresholds and the bias.
+        fired = counters.nonzero(s_x) if counters.counting() else 0
+        current = (self.c_attn.forward_spikes(n_x, fired, T) + self.c_attn.bias / theta_x) / T
+        spikes = if_neuron(current.expand(T, *current.shape), theta / theta_x, self.surrogate, self.alpha)
+        q, k, v = spikes.split(D, dim=-1)
+        if counters.counting():
+            counters.record(
+                self,
+                spikes=counters.nonzero(s_x) + counters.nonzero(spikes),
+                neuron_steps=T * (x.numel() + current.numel()),
+                float_ops=2 * x.numel() + 3 * current.numel(),  # absmax and x/T per input; folded threshold, bias and 1/T per neuron
+            )
+        return n_x, self._heads(q), self._heads(k), self._heads(v)
+
+    def output_current_scale(self, mask: torch.Tensor) -> torch.Tensor:
+        """Value per unit of the integer product: s_h theta_q theta_k theta_v (/ visible keys), shape (B or 1, H, Lq, d)."""
+        H, d = self.num_heads, self.head_dim
+        per_head = (self.log_scale + self.log_theta_q + self.log_theta_k).exp().view(1, H, 1, 1)
+        unit = per_head * self.log_theta_v.exp().view(1, H, 1, d)
+        if self.normalize:
+            unit = unit / mask.sum(-1, keepdim=True).clamp_min(1).to(unit.dtype)
+        return unit
+
+    def raw_attention(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The value the output neurons integrate, summed over T, (B, L, D): for calibrating s and theta_o."""
+        _, q, k, v = self.spike_trains(x)
+        total = self.product(q, k, v, mask).sum(0) * self.output_current_scale(mask)
+        B, H, L, d = total.shape
+        return total.transpose(1, 2).reshape(B, L, H * d)
+
+    # ----------------------------------------------------------------- forward
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``x`` (B, L, D), ``mask`` (B, 1, L, past + L) bool; ``past``/present: K and V spike trains (B, H, L, T, d)."""
+        check_finite(x, "x")
+        B, L, D = x.shape
+        T, H, d = self.T, self.num_heads, self.head_dim
+        _, q, k, v = self.spike_trains(x)
+        present = (k.permute(1, 2, 3, 0, 4), v.permute(1, 2, 3, 0, 4))
+        if past is not None:
+            present = (torch.cat([past[0], present[0]], dim=2), torch.cat([past[1], present[1]], dim=2))
+            k, v = present[0].permute(3, 0, 1, 2, 4), present[1].permute(3, 0, 1, 2, 4)
+        product = self.product(q, k, v, mask)  # (T, B, H, L, d) integers
+        # Output neurons: the product's value per unit folded into their thresholds.
+        theta_o = self.log_theta_o.exp().view(1, H, 1, d) / self.output_current_scale(mask)
+        s_o = if_neuron(product, theta_o, self.surrogate, self.alpha)
+        s_o = s_o.transpose(2, 3).reshape(T, B, L, D)
+        # c_proj: spikes of value theta_o through the synapses; the accumulated current leaves the block.
+        proj = F.linear(s_o.sum(0), self.c_proj.weight * self.log_theta_o.exp()) + self.c_proj.bias
+        if counters.counting():
+            tokens = B * L
+            counters.record(
+                self.c_proj,
+                Effective_ACs=counters.nonzero(s_o) * D,
+                Dense=T * tokens * D * D,
+                float_ops=tokens * D,  # bias
+            )
+            counters.record(
+                self,
+                spikes=counters.nonzero(s_o),
+                neuron_steps=T * tokens * D,
+                float_ops=tokens * D,  # folded output thresholds
+            )
+        return proj, present
+
+    def extra_repr(self) -> str:
+        return (
+            f"hidden_size={self.hidden_size}, num_heads={self.num_heads}, time_steps={self.T}, surrogate={self.surrogate}, "
+            f"alpha={self.alpha}, normalize={self.normalize}"
+        )
