@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval_cli import add_parser as add_eval
     from .ablate import add_parser as add_ablate
     from .bench_cli import add_parser as add_bench
+    from .braingpt_cli import add_parser as add_braingpt
     from .demo import add_parser as add_demo
     from .reproduce import add_parser as add_reproduce
     from .report_cli import add_parser as add_report
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ablate(commands)
     add_reproduce(commands)
     add_bench(commands)
+    add_braingpt(commands)
     add_demo(commands)
     return parser
 
@@ -122,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
             from .reproduce import run_reproduce
 
             return run_reproduce(args)
+        if args.command == "braingpt-ablate":
+            from models.train.qat import TrainingError
+
+            from .braingpt_cli import run_braingpt_ablate
+
+            try:
+                return run_braingpt_ablate(args)
+            except TrainingError as err:
+                print(f"snnbench braingpt-ablate: stopped: {err}", file=sys.stderr)
+                return 3
         if args.command == "bench":
             from .bench_cli import run_bench_command
 

@@ -20,6 +20,7 @@ ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "mamba2": ("models.arch.mamba2", "Mamba2Config", "Mamba2ForCausalLM"),
     "ttt": ("models.arch.ttt", "TTTConfig", "TTTForCausalLM"),
     "gpt2": ("models.arch.gpt2", "GPT2Config", "GPT2ForCausalLM"),
+    "braingpt": ("models.arch.braingpt", "BrainGPTConfig", "BrainGPTForCausalLM"),
 }
 
 

@@ -285,12 +285,14 @@ class SwiGLU(nn.Module):
 
 
 class TTTBlock(nn.Module):
-    def __init__(self, config: TTTConfig, ops: Operators, layer: int) -> None:
+    """RMSNorm -> TTT layer -> residual, RMSNorm -> MLP -> residual; ``mlp`` replaces the SwiGLU (e.g. BrainGPT's MoESynapsis)."""
+
+    def __init__(self, config: TTTConfig, ops: Operators, layer: int, mlp: nn.Module | None = None) -> None:
         super().__init__()
         self.seq_norm = ops.norm(config.hidden_size, config.rms_norm_eps)
         self.seq_modeling_block = TTTLinear(config, ops)
         self.ffn_norm = ops.norm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = SwiGLU(config, ops, layer)
+        self.mlp = mlp if mlp is not None else SwiGLU(config, ops, layer)
 
     def forward(self, x, mask, state, count):
         out, state = self.seq_modeling_block(self.seq_norm(x), mask, state, count)

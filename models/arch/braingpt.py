@@ -1,0 +1,369 @@
+"""BrainGPT (section 3.1): a dual TTT model, part-of-speech predictions guiding token prediction.
+
+Section 3.1.1 describes two sub-models, "a standard autoregressive language model" and "a model
+focused on processing parts of speech", integrated sequentially by "a synapse-like mechanism
+where part-of-speech predictions guide the text generation process"; the paper gives no
+equations. What is built here, for the tokens x_1..x_t of a sequence:
+
+1. embedding: e_t = SelectiveActivationEmbedding(x_t) (section 3.1.2, ``models/spiking/embedding.py``),
+   shared by both sub-models and tied to the LM head;
+2. the part-of-speech model runs first: ``num_pos_layers`` TTT blocks over e_{1..t}, then a
+   norm and a head giving logits over ``POS_TAGS`` (Brown's 12 universal tags + ``<unk>``) for
+   the tag of the *next* token, x_{t+1} (morphology before word choice, Khanna et al.);
+3. the synapse-like integration: the POS prediction q_t = softmax(POS logits) (SNNSoftmax in the
+   spiking modes) reaches every token-model block l through its own synapse S_l (a Synapsis,
+   13 -> hidden) and is added to that block's input: h_l <- h_l + S_l(q_t). Gradients of the
+   token loss flow through q_t into the POS model, so both learn jointly;
+4. the token model: ``num_hidden_layers`` TTT blocks (TTT-Linear with rotary positions, section
+   3.1.2), each MLP a MoESynapsis of SwiGLU experts (``models/spiking/moe.py``), then the LM head.
+
+Both sub-models are causal, so the integration never looks ahead. Training (``training_loss``):
+token cross-entropy + ``pos_loss_weight`` x tag cross-entropy (on tags that are known; ``<unk>``
+tags, e.g. every tag of an untagged corpus and the sentence ends, are masked out) +
+``balance_loss_weight`` x the mean MoE load-balancing loss. ``forward`` returns token logits
+like every model, so BrainGPT is evaluated as a plain LM on any text; the POS branch runs on
+any text too (``tag_logits`` gives its predictions).
+
+Ablation switches: ``dual`` (False: the token model alone, no POS model, no integration
+synapses), ``moe`` (False: the dense SwiGLU of TTT), ``selective_embedding`` (False: a plain
+embedding). Modes: every linear layer, router, synapse and head comes from ``Operators``; the
+TTT inner loop stays float in every mode (as in ``ttt.py``) and is counted as ``float_ops``.
+The cache is a ``TTTCache`` whose states are the POS model's layers followed by the token model's.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+from dataclasses import asdict, dataclass
+from itertools import accumulate
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.spiking import counters
+from models.spiking.embedding import SelectiveActivationEmbedding
+from models.spiking.moe import GATINGS, MoESynapsis
+
+from .operators import Operators
+from .spiking_config import SpikingConfig
+from .ttt import SwiGLU, TTTBlock, TTTCache, TTTConfig, TTTForCausalLM
+
+UNIVERSAL_TAGS = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", "X", ".")
+POS_TAGS = UNIVERSAL_TAGS + ("<unk>",)
+UNK_TAG = len(UNIVERSAL_TAGS)  # the tag of untagged text and of sentence ends: never a training target
+TAG_ID = {tag: i for i, tag in enumerate(POS_TAGS)}
+TAGGED_CORPORA = ("brown",)
+
+
+@dataclass(frozen=True)
+class BrainGPTConfig:
+    vocab_size: int = 32000
+    hidden_size: int = 768
+    intermediate_size: int = 2048
+    num_hidden_layers: int = 10  # token model
+    num_pos_layers: int = 2  # part-of-speech model
+    num_attention_heads: int = 12
+    mini_batch_size: int = 16
+    ttt_base_lr: float = 1.0
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = True
+    use_gate: bool = False
+    dual: bool = True
+    moe: bool = True
+    num_experts: int = 4
+    top_k: int = 1
+    expert_intermediate_size: int | None = None  # None: intermediate_size (each expert as wide as the dense MLP)
+    moe_gating: str = "softmax"
+    selective_embedding: bool = True
+    embedding_populations: int = 7
+    active_fraction: float = 0.14
+    pos_loss_weight: float = 0.5
+    balance_loss_weight: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("num_pos_layers", "num_experts", "top_k", "embedding_populations"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k ({self.top_k}) must not exceed num_experts ({self.num_experts})")
+        size = self.expert_intermediate_size
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise ValueError(f"expert_intermediate_size must be a positive integer or None, got {size!r}")
+        if self.moe_gating not in GATINGS:
+            raise ValueError(f"moe_gating must be one of {', '.join(GATINGS)}, got {self.moe_gating!r}")
+        if not 0 < self.active_fraction <= 1:
+            raise ValueError(f"active_fraction must be in (0, 1], got {self.active_fraction}")
+        for name in ("pos_loss_weight", "balance_loss_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("dual", "moe", "selective_embedding", "tie_word_embeddings", "use_gate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self.ttt_config()  # the TTT fields' own checks
+
+    def ttt_config(self, intermediate_size: int | None = None) -> TTTConfig:
+        """The TTTConfig of the blocks (both sub-models share widths, heads and mini-batch size)."""
+        return TTTConfig(
+            vocab_size=self.vocab_size, hidden_size=self.hidden_size, intermediate_size=intermediate_size or self.intermediate_size,
+            num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads, mini_batch_size=self.mini_batch_size,
+            ttt_base_lr=self.ttt_base_lr, rms_norm_eps=self.rms_norm_eps, rope_theta=self.rope_theta,
+            max_position_embeddings=self.max_position_embeddings, tie_word_embeddings=self.tie_word_embeddings, use_gate=self.use_gate,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"architecture": "braingpt", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BrainGPTConfig":
+        d = {k: v for k, v in d.items() if k != "architecture"}
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"braingpt config has unknown keys {unknown}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _mlp(config: BrainGPTConfig, ops: Operators, layer: int) -> nn.Module:
+    """A block's MLP: MoESynapsis of SwiGLU experts, or TTT's dense SwiGLU when ``moe`` is off."""
+    if not config.moe:
+        return SwiGLU(config.ttt_config(), ops, layer)
+    expert = config.ttt_config(config.expert_intermediate_size)
+    experts = [SwiGLU(expert, ops, layer) for _ in range(config.num_experts)]
+    return MoESynapsis(config.hidden_size, config.hidden_size, config.num_experts, ops, config.top_k, config.moe_gating, experts)
+
+
+def _blocks(config: BrainGPTConfig, ops: Operators, n: int) -> nn.ModuleList:
+    # SNNSiLU ranges are per layer index; the two stacks share indices and calibration keeps the max of both
+    return nn.ModuleList(TTTBlock(config.ttt_config(), ops, i, _mlp(config, ops, i)) for i in range(n))
+
+
+class BrainGPTModel(nn.Module):
+    """The token model: embedding, TTT blocks, the integration synapses (when dual), final norm."""
+
+    def __init__(self, config: BrainGPTConfig, ops: Operators) -> None:
+        super().__init__()
+        if config.selective_embedding:
+            self.embed_tokens = SelectiveActivationEmbedding(
+                config.vocab_size, config.hidden_size, ops, config.embedding_populations, config.active_fraction, config.moe_gating
+            )
+        else:
+            self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = _blocks(config, ops, config.num_hidden_layers)
+        if config.dual:
+            self.pos_synapses = nn.ModuleList(ops.linear(len(POS_TAGS), config.hidden_size, False) for _ in range(config.num_hidden_layers))
+        self.norm = ops.norm(config.hidden_size, config.rms_norm_eps)
+
+
+class PartOfSpeechModel(nn.Module):
+    """TTT blocks over the shared embedding, predicting the next token's universal POS tag."""
+
+    def __init__(self, config: BrainGPTConfig, ops: Operators) -> None:
+        super().__init__()
+        self.layers = _blocks(config, ops, config.num_pos_layers)
+        self.norm = ops.norm(config.hidden_size, config.rms_norm_eps)
+        self.head = ops.linear(config.hidden_size, len(POS_TAGS), False)
+        self.softmax = ops.softmax()
+
+
+class BrainGPTForCausalLM(nn.Module):
+    """The dual model with its LM head; ``forward`` returns float32 token logits and the inner-loop state as the cache."""
+
+    def __init__(self, config: BrainGPTConfig, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.spiking = spiking or SpikingConfig()
+        ops = Operators(self.spiking)
+        self.model = BrainGPTModel(config, ops)
+        self.pos_model = PartOfSpeechModel(config, ops) if config.dual else None
+        self.lm_head = ops.linear(config.hidden_size, config.vocab_size, False, kind="lm_head")
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        if init_weights:
+            self.apply(self._init_weights)
+        self.last_losses: dict[str, float] = {}
+
+    # the TTT model's helpers apply unchanged (they only call ``self(...)`` and read ``config``)
+    _init_weights = staticmethod(TTTForCausalLM._init_weights)
+    _check_ids = TTTForCausalLM._check_ids
+    greedy_generate = TTTForCausalLM.greedy_generate
+    num_parameters = TTTForCausalLM.num_parameters
+
+    @property
+    def mode(self) -> str:
+        return self.spiking.mode
+
+    def _run(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: TTTCache | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, TTTCache]:
+        """(token logits, POS logits or None, the new cache), both logits in the input's order."""
+        self._check_ids(input_ids)
+        B, L = input_ids.shape
+        mask = torch.ones(B, L, dtype=torch.bool, device=input_ids.device) if attention_mask is None else attention_mask.bool()
+        if mask.shape != (B, L):
+            raise ValueError(f"attention_mask must have shape {(B, L)}, got {tuple(mask.shape)}")
+        if cache is not None and cache.batch_size != B:
+            raise ValueError(f"cache has batch size {cache.batch_size}, input_ids has {B}")
+        order = None
+        if not bool(mask.all()):  # real tokens first, in order, as in TTTForCausalLM
+            order = torch.argsort((~mask).to(torch.int64), dim=1, stable=True)
+            input_ids, mask = input_ids.gather(1, order), mask.gather(1, order)
+        count = cache.count if cache is not None else torch.zeros(B, dtype=torch.int64, device=input_ids.device)
+        old = iter(cache.states) if cache is not None else None
+        states = []
+
+        def run_block(layer: TTTBlock, h: torch.Tensor) -> torch.Tensor:
+            state = next(old) if old is not None else layer.seq_modeling_block.initial_state(B)
+            h, state = layer(h, mask, state, count)
+            states.append(state)
+            return h
+
+        x = self.model.embed_tokens(input_ids)
+        pos_logits = guide = None
+        if self.pos_model is not None:
+            h = x
+            for layer in self.pos_model.layers:
+                h = run_block(layer, h)
+            pos_logits = self.pos_model.head(self.pos_model.norm(h))
+            guide = self.pos_model.softmax(pos_logits)  # q_t: the predicted distribution of the next tag
+        for i, layer in enumerate(self.model.layers):
+            if guide is not None:
+                x = x + self.model.pos_synapses[i](guide)
+                if counters.counting():
+                    counters.record(self.model, float_ops=x.numel())  # the integration's addition
+            x = run_block(layer, x)
+        logits = self.lm_head(self.model.norm(x)).float()
+        if order is not None:
+            back = torch.argsort(order, dim=1)[..., None]
+            logits = logits.gather(1, back.expand_as(logits))
+            if pos_logits is not None:
+                pos_logits = pos_logits.gather(1, back.expand_as(pos_logits))
+        new_count = (count + mask.sum(1)) % self.config.mini_batch_size
+        return logits, (pos_logits.float() if pos_logits is not None else None), TTTCache(states, new_count)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | dict[str, torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+        cache: TTTCache | None = None,
+        use_cache: bool = False,
+        training_loss: bool = False,
+    ) -> tuple[torch.Tensor, TTTCache | None] | torch.Tensor:
+        """Token logits and the cache; with ``training_loss=True`` (the trainer under DDP) ``input_ids`` is a batch and the joint loss is returned."""
+        if training_loss:
+            return self.training_loss(input_ids)
+        logits, _, new_cache = self._run(input_ids, attention_mask, cache)
+        return logits, (new_cache if use_cache else None)
+
+    def tag_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits over ``POS_TAGS`` at each position for the tag of the next token."""
+        if self.pos_model is None:
+            raise ValueError("this BrainGPT has no part-of-speech model (dual = false)")
+        return self._run(input_ids, attention_mask, None)[1]
+
+    def balance_loss(self) -> torch.Tensor | None:
+        """Mean load-balancing loss of the MoESynapsis modules of the last training forward, or None."""
+        losses = [m.balance_loss for m in self.modules() if isinstance(m, MoESynapsis) and m.balance_loss is not None]
+        return torch.stack(losses).mean() if losses else None
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token CE + pos_loss_weight x tag CE (known tags only) + balance_loss_weight x MoE balance (section 3.1.1, 3.1.2)."""
+        ids = batch["ids"]
+        logits, pos_logits, _ = self._run(ids[:, :-1], None, None)
+        token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        loss = token_loss
+        parts = {"token": float(token_loss.detach())}
+        if pos_logits is not None:
+            tags = batch.get("tags")
+            target = tags[:, 1:] if tags is not None else torch.full_like(ids[:, 1:], UNK_TAG)
+            nll = F.cross_entropy(pos_logits.reshape(-1, len(POS_TAGS)), target.reshape(-1), ignore_index=UNK_TAG, reduction="sum")
+            known = int((target != UNK_TAG).sum())
+            pos_loss = nll / max(1, known)  # 0 (still in the graph) when no tag is known
+            loss = loss + self.config.pos_loss_weight * pos_loss
+            parts["pos"] = float(pos_loss.detach())
+            parts["tagged"] = known
+        balance = self.balance_loss()
+        if balance is not None:
+            loss = loss + self.config.balance_loss_weight * balance
+            parts["balance"] = float(balance.detach())
+        self.last_losses = parts
+        return loss
+
+    @staticmethod
+    def training_streams(tokenizer, data_set: str, split: str) -> dict[str, torch.Tensor]:
+        """Aligned ``ids`` and ``tags`` streams of a corpus split (the trainer's extension point)."""
+        return tag_streams(tokenizer, data_set, split)
+
+
+def tag_streams(tokenizer, data_set: str, split: str) -> dict[str, torch.Tensor]:
+    """``ids`` as ``token_stream`` makes them (each sentence + ``<eos>``) and the universal tag of every id.
+
+    Brown: each token takes the tag (``utags``) of the word its last character falls in (a piece that
+    is only a space: the word after it), found from the tokenizer's character offsets in the record's
+    ``text`` (the words joined by spaces). With
+    the word-level tokenizer that is one tag per word, exactly Brown's; with a subword tokenizer
+    every piece of a word carries the word's tag. ``<eos>`` gets ``<unk>``. Any other corpus has
+    no tags: every tag is ``<unk>`` and the POS loss is masked out.
+    """
+    from models.train.data import end_token, token_stream
+    from tasks.builders.base import read_jsonl
+    from tasks.loader import split_files
+
+    if data_set not in TAGGED_CORPORA:
+        ids = token_stream(tokenizer, data_set, split)
+        return {"ids": ids, "tags": torch.full_like(ids, UNK_TAG)}
+    files = split_files(data_set)
+    if split not in files:
+        raise ValueError(f"corpus {data_set!r} has no {split} split ({', '.join(files)})")
+    records = read_jsonl(files[split])
+    eos = end_token(tokenizer)
+    encodings = tokenizer.encode_batch([r["text"] for r in records], add_special_tokens=False)
+    ids: list[int] = []
+    tags: list[int] = []
+    for record, encoding in zip(records, encodings):
+        word_tags = [TAG_ID.get(t, UNK_TAG) for t in record["utags"]]
+        next_word = list(accumulate(len(w) + 1 for w in record["tokens"]))  # where each word's successor starts
+        text = record["text"]
+        for start, end in encoding.offsets:
+            last = end - 1 if text[end - 1 : end] != " " else end  # a lone space piece belongs to the word after it
+            word = bisect_right(next_word, last) if end > start else len(word_tags)
+            tags.append(word_tags[word] if word < len(word_tags) else UNK_TAG)
+        ids.extend(encoding.ids)
+        ids.append(eos)
+        tags.append(UNK_TAG)
+    return {"ids": torch.tensor(ids, dtype=torch.long), "tags": torch.tensor(tags, dtype=torch.long)}
+
+
+@torch.no_grad()
+def tag_accuracy(model: BrainGPTForCausalLM, streams: dict[str, torch.Tensor], window: int, max_tokens: int, batch_size: int = 16) -> float:
+    """Share of known next-token tags the POS model predicts right, over consecutive windows of the streams."""
+    if model.pos_model is None:
+        raise ValueError("tag accuracy needs the part-of-speech model (dual = true)")
+    ids, tags = streams["ids"][: max_tokens + 1], streams["tags"][: max_tokens + 1]
+    starts = list(range(0, max(1, len(ids) - 1), window))
+    right = known = 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    for i in range(0, len(starts), batch_size):
+        chunk = [(ids[s : s + window + 1], tags[s : s + window + 1]) for s in starts[i : i + batch_size]]
+        width = max(len(c[0]) for c in chunk) - 1
+        x = torch.zeros(len(chunk), width, dtype=torch.long)
+        mask = torch.zeros_like(x)
+        target = torch.full_like(x, UNK_TAG)
+        for j, (w, t) in enumerate(chunk):
+            n = len(w) - 1
+            x[j, :n], mask[j, :n], target[j, :n] = w[:-1], 1, t[1:]
+        predicted = model.tag_logits(x.to(device), mask.to(device)).argmax(-1).cpu()
+        scored = (target != UNK_TAG) & mask.bool()
+        right += int((predicted == target)[scored].sum())
+        known += int(scored.sum())
+    model.train(was_training)
+    return right / known if known else float("nan")
