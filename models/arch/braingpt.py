@@ -47,9 +47,10 @@ from models.spiking import counters
 from models.spiking.embedding import SelectiveActivationEmbedding
 from models.spiking.moe import GATINGS, MoESynapsis
 
+from .base import CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
-from .ttt import SwiGLU, TTTBlock, TTTCache, TTTConfig, TTTForCausalLM
+from .ttt import SwiGLU, TTTBlock, TTTCache, TTTConfig
 
 UNIVERSAL_TAGS = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", "X", ".")
 POS_TAGS = UNIVERSAL_TAGS + ("<unk>",)
@@ -173,7 +174,7 @@ class PartOfSpeechModel(nn.Module):
         self.softmax = ops.softmax()
 
 
-class BrainGPTForCausalLM(nn.Module):
+class BrainGPTForCausalLM(CausalLM):
     """The dual model with its LM head; ``forward`` returns float32 token logits and the inner-loop state as the cache."""
 
     def __init__(self, config: BrainGPTConfig, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
@@ -189,16 +190,6 @@ class BrainGPTForCausalLM(nn.Module):
         if init_weights:
             self.apply(self._init_weights)
         self.last_losses: dict[str, float] = {}
-
-    # the TTT model's helpers apply unchanged (they only call ``self(...)`` and read ``config``)
-    _init_weights = staticmethod(TTTForCausalLM._init_weights)
-    _check_ids = TTTForCausalLM._check_ids
-    greedy_generate = TTTForCausalLM.greedy_generate
-    num_parameters = TTTForCausalLM.num_parameters
-
-    @property
-    def mode(self) -> str:
-        return self.spiking.mode
 
     def _run(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: TTTCache | None

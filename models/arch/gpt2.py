@@ -34,6 +34,7 @@ from models.spiking.ssa import SpikingSelfAttention
 from models.train.surrogate import SURROGATES
 
 from .llama import KVCache
+from .base import CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
 
@@ -201,7 +202,7 @@ class GPT2Model(nn.Module):
         self.ln_f = ops.layer_norm(config.hidden_size, config.layer_norm_epsilon)
 
 
-class GPT2ForCausalLM(nn.Module):
+class GPT2ForCausalLM(CausalLM):
     """GPT-2 with its language-model head; ``forward`` returns float32 logits and the new cache."""
 
     def __init__(self, config: GPT2Config, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
@@ -218,25 +219,6 @@ class GPT2ForCausalLM(nn.Module):
             for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
                 if name.endswith("c_proj.weight"):
                     nn.init.normal_(p, std=0.02 / (2 * config.num_hidden_layers) ** 0.5)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        weight = getattr(module, "weight", None)
-        if isinstance(module, nn.Embedding) or (isinstance(weight, nn.Parameter) and weight.dim() == 2):
-            nn.init.normal_(module.weight, std=0.02)
-        bias = getattr(module, "bias", None)
-        if isinstance(bias, nn.Parameter):
-            nn.init.zeros_(bias)
-
-    @property
-    def mode(self) -> str:
-        return self.spiking.mode
-
-    def _check_ids(self, input_ids: torch.Tensor) -> None:
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"input_ids must be a 2-D integer tensor (batch, length), got {input_ids.dtype} of shape {tuple(input_ids.shape)}")
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
-            raise ValueError(f"input_ids has ids outside the vocabulary [0, {self.config.vocab_size})")
 
     def forward_hidden(
         self,
@@ -285,31 +267,6 @@ class GPT2ForCausalLM(nn.Module):
     ) -> tuple[torch.Tensor, KVCache | None]:
         logits, _, cache = self.forward_hidden(input_ids, attention_mask, cache, use_cache)
         return logits, cache
-
-    @torch.no_grad()
-    def greedy_generate(
-        self, input_ids: torch.Tensor, max_new_tokens: int, stop_ids: tuple[int, ...] = (), attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Greedy continuation with the KV cache; returns (batch, new tokens), padded with the first stop id."""
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        logits, cache = self(input_ids, attention_mask, use_cache=True)
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        out = []
-        pad = stop_ids[0] if stop_ids else 0
-        for _ in range(max_new_tokens):
-            next_ids = logits[:, -1].argmax(-1)
-            next_ids = torch.where(done, torch.full_like(next_ids, pad), next_ids)
-            out.append(next_ids)
-            if stop_ids:
-                done |= torch.isin(next_ids, torch.tensor(stop_ids, device=next_ids.device))
-                if bool(done.all()):
-                    break
-            logits, cache = self(next_ids[:, None], None, cache=cache, use_cache=True)
-        return torch.stack(out, dim=1)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
     def ssa_parameters(self) -> list[nn.Parameter]:
         """The parameters of the spike-based self-attention blocks (what NeurTransformer fine-tunes)."""

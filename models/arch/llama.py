@@ -23,6 +23,7 @@ from torch import nn
 from models.spiking import counters
 from models.spiking.matmul import SNNMatmul
 
+from .base import CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
 
@@ -223,7 +224,7 @@ class LlamaModel(nn.Module):
         self.rotary = RotaryEmbedding(config.dims_per_head, config.rope_theta)
 
 
-class LlamaForCausalLM(nn.Module):
+class LlamaForCausalLM(CausalLM):
     """The decoder with its language-model head; ``forward`` returns float32 logits and the new cache."""
 
     def __init__(self, config: LlamaConfig, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
@@ -237,23 +238,6 @@ class LlamaForCausalLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         if init_weights:
             self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Embedding) or (hasattr(module, "weight") and isinstance(getattr(module, "weight"), nn.Parameter) and module.weight.dim() == 2):
-            nn.init.normal_(module.weight, std=0.02)
-        if getattr(module, "bias", None) is not None and isinstance(module.bias, nn.Parameter):
-            nn.init.zeros_(module.bias)
-
-    @property
-    def mode(self) -> str:
-        return self.spiking.mode
-
-    def _check_ids(self, input_ids: torch.Tensor) -> None:
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"input_ids must be a 2-D integer tensor (batch, length), got {input_ids.dtype} of shape {tuple(input_ids.shape)}")
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
-            raise ValueError(f"input_ids has ids outside the vocabulary [0, {self.config.vocab_size})")
 
     def forward(
         self,
@@ -285,31 +269,6 @@ class LlamaForCausalLM(nn.Module):
             values.append(v)
         logits = self.lm_head(self.model.norm(x)).float()
         return logits, (KVCache(keys, values, full) if use_cache else None)
-
-    @torch.no_grad()
-    def greedy_generate(
-        self, input_ids: torch.Tensor, max_new_tokens: int, stop_ids: tuple[int, ...] = (), attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Greedy continuation with the KV cache; returns (batch, new tokens), padded with the first stop id."""
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        logits, cache = self(input_ids, attention_mask, use_cache=True)
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        out = []
-        pad = stop_ids[0] if stop_ids else 0
-        for _ in range(max_new_tokens):
-            next_ids = logits[:, -1].argmax(-1)
-            next_ids = torch.where(done, torch.full_like(next_ids, pad), next_ids)
-            out.append(next_ids)
-            if stop_ids:
-                done |= torch.isin(next_ids, torch.tensor(stop_ids, device=next_ids.device))
-                if bool(done.all()):
-                    break
-            logits, cache = self(next_ids[:, None], None, cache=cache, use_cache=True)
-        return torch.stack(out, dim=1)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
 
 def spiking_coverage(stats: counters.OpStats) -> float:

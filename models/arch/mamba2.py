@@ -39,6 +39,7 @@ from torch import nn
 
 from models.spiking import counters
 
+from .base import CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
 
@@ -312,7 +313,7 @@ class Mamba2Model(nn.Module):
         self.norm_f = ops.norm(config.hidden_size, config.rms_norm_eps)
 
 
-class Mamba2ForCausalLM(nn.Module):
+class Mamba2ForCausalLM(CausalLM):
     """The Mamba-2 language model; ``forward`` returns float32 logits and the recurrent state as the cache."""
 
     def __init__(self, config: Mamba2Config, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
@@ -329,23 +330,6 @@ class Mamba2ForCausalLM(nn.Module):
             with torch.no_grad():  # GPT-2 style: scale the residual branch's last projection by 1/sqrt(depth)
                 for layer in self.backbone.layers:
                     layer.mixer.out_proj.weight.div_(math.sqrt(config.num_hidden_layers))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Embedding) or (isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.dim() == 2):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(getattr(module, "bias", None), nn.Parameter):
-            nn.init.zeros_(module.bias)
-
-    @property
-    def mode(self) -> str:
-        return self.spiking.mode
-
-    def _check_ids(self, input_ids: torch.Tensor) -> None:
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"input_ids must be a 2-D integer tensor (batch, length), got {input_ids.dtype} of shape {tuple(input_ids.shape)}")
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
-            raise ValueError(f"input_ids has ids outside the vocabulary [0, {self.config.vocab_size})")
 
     def forward(
         self,
@@ -377,28 +361,3 @@ class Mamba2ForCausalLM(nn.Module):
         if order is not None:
             logits = logits.gather(1, torch.argsort(order, dim=1)[..., None].expand_as(logits))
         return logits, (Mamba2Cache(conv_states, ssm_states) if use_cache else None)
-
-    @torch.no_grad()
-    def greedy_generate(
-        self, input_ids: torch.Tensor, max_new_tokens: int, stop_ids: tuple[int, ...] = (), attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Greedy continuation with the recurrent state; returns (batch, new tokens), padded with the first stop id."""
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        logits, cache = self(input_ids, attention_mask, use_cache=True)
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        out = []
-        pad = stop_ids[0] if stop_ids else 0
-        for _ in range(max_new_tokens):
-            next_ids = logits[:, -1].argmax(-1)
-            next_ids = torch.where(done, torch.full_like(next_ids, pad), next_ids)
-            out.append(next_ids)
-            if stop_ids:
-                done |= torch.isin(next_ids, torch.tensor(stop_ids, device=next_ids.device))
-                if bool(done.all()):
-                    break
-            logits, cache = self(next_ids[:, None], None, cache=cache, use_cache=True)
-        return torch.stack(out, dim=1)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

@@ -1,0 +1,62 @@
+"""What every causal language model in ``models/arch`` shares: init, input checks, greedy decoding.
+
+A model subclasses :class:`CausalLM` and sets ``config`` (with ``vocab_size``) and ``spiking``
+(a :class:`SpikingConfig`); its ``forward(input_ids, attention_mask, cache=..., use_cache=...)``
+returns ``(float32 logits, cache)``, whatever the cache holds (keys and values, a recurrent state).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CausalLM(nn.Module):
+    """Base of the decoders: GPT-2-style init (N(0, 0.02), zero biases), id checks, greedy generation."""
+
+    config: object
+    spiking: object
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        weight = getattr(module, "weight", None)
+        if isinstance(module, nn.Embedding) or (isinstance(weight, nn.Parameter) and weight.dim() == 2):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(getattr(module, "bias", None), nn.Parameter):
+            nn.init.zeros_(module.bias)
+
+    @property
+    def mode(self) -> str:
+        return self.spiking.mode
+
+    def _check_ids(self, input_ids: torch.Tensor) -> None:
+        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"input_ids must be a 2-D integer tensor (batch, length), got {input_ids.dtype} of shape {tuple(input_ids.shape)}")
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
+            raise ValueError(f"input_ids has ids outside the vocabulary [0, {self.config.vocab_size})")
+
+    @torch.no_grad()
+    def greedy_generate(
+        self, input_ids: torch.Tensor, max_new_tokens: int, stop_ids: tuple[int, ...] = (), attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Greedy continuation through the model's cache; returns (batch, new tokens), padded with the first stop id."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        logits, cache = self(input_ids, attention_mask, use_cache=True)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        out = []
+        pad = stop_ids[0] if stop_ids else 0
+        for _ in range(max_new_tokens):
+            next_ids = logits[:, -1].argmax(-1)
+            next_ids = torch.where(done, torch.full_like(next_ids, pad), next_ids)
+            out.append(next_ids)
+            if stop_ids:
+                done |= torch.isin(next_ids, torch.tensor(stop_ids, device=next_ids.device))
+                if bool(done.all()):
+                    break
+            logits, cache = self(next_ids[:, None], None, cache=cache, use_cache=True)
+        return torch.stack(out, dim=1)
+
+    def num_parameters(self) -> int:
+        """Parameters counted once (tied embeddings are one matrix)."""
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
