@@ -7,6 +7,10 @@ returns ``(float32 logits, cache)``, whatever the cache holds (keys and values, 
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
@@ -60,3 +64,23 @@ class CausalLM(nn.Module):
     def num_parameters(self) -> int:
         """Parameters counted once (tied embeddings are one matrix)."""
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+
+class ArchConfig:
+    """Mixin of the config dataclasses: a JSON round trip tagged with the architecture's name."""
+
+    architecture: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"architecture": self.architecture, **asdict(self)}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        d = {k: v for k, v in d.items() if k != "architecture"}
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))  # type: ignore[attr-defined]
+        if unknown:
+            raise ValueError(f"{cls.architecture} config has unknown keys {unknown}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)

@@ -33,11 +33,10 @@ The cache is a ``TTTCache`` whose states are the POS model's layers followed by 
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_right
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +46,7 @@ from models.spiking import counters
 from models.spiking.embedding import SelectiveActivationEmbedding
 from models.spiking.moe import GATINGS, MoESynapsis
 
-from .base import CausalLM
+from .base import ArchConfig, CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
 from .ttt import SwiGLU, TTTBlock, TTTCache, TTTConfig
@@ -60,7 +59,8 @@ TAGGED_CORPORA = ("brown",)
 
 
 @dataclass(frozen=True)
-class BrainGPTConfig:
+class BrainGPTConfig(ArchConfig):
+    architecture: ClassVar[str] = "braingpt"
     vocab_size: int = 32000
     hidden_size: int = 768
     intermediate_size: int = 2048
@@ -116,20 +116,6 @@ class BrainGPTConfig:
             ttt_base_lr=self.ttt_base_lr, rms_norm_eps=self.rms_norm_eps, rope_theta=self.rope_theta,
             max_position_embeddings=self.max_position_embeddings, tie_word_embeddings=self.tie_word_embeddings, use_gate=self.use_gate,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"architecture": "braingpt", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BrainGPTConfig":
-        d = {k: v for k, v in d.items() if k != "architecture"}
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"braingpt config has unknown keys {unknown}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
 
 def _mlp(config: BrainGPTConfig, ops: Operators, layer: int) -> nn.Module:

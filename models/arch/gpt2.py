@@ -21,9 +21,8 @@ position embeddings and residual additions (counted as float work).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -34,7 +33,7 @@ from models.spiking.ssa import SpikingSelfAttention
 from models.train.surrogate import SURROGATES
 
 from .llama import KVCache
-from .base import CausalLM
+from .base import ArchConfig, CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
 
@@ -44,7 +43,8 @@ CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
 
 
 @dataclass(frozen=True)
-class GPT2Config:
+class GPT2Config(ArchConfig):
+    architecture: ClassVar[str] = "gpt2"
     vocab_size: int = 50257
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -87,20 +87,6 @@ class GPT2Config:
     @property
     def gelu_approximate(self) -> str:
         return GELUS[self.activation_function]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"architecture": "gpt2", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GPT2Config":
-        d = {k: v for k, v in d.items() if k != "architecture"}
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"gpt2 config has unknown keys {unknown}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     def transformers_config(self) -> dict[str, Any]:
         """The keyword arguments of transformers' ``GPT2Config`` for the same model (no dropout)."""

@@ -11,10 +11,9 @@ the residual additions, the rotary rotation and the embedding lookup.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +22,14 @@ from torch import nn
 from models.spiking import counters
 from models.spiking.matmul import SNNMatmul
 
-from .base import CausalLM
+from .base import ArchConfig, CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
 
 
 @dataclass(frozen=True)
-class LlamaConfig:
+class LlamaConfig(ArchConfig):
+    architecture: ClassVar[str] = "llama"
     vocab_size: int = 32000
     hidden_size: int = 256
     intermediate_size: int = 688
@@ -63,20 +63,6 @@ class LlamaConfig:
     @property
     def dims_per_head(self) -> int:
         return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_attention_heads
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"architecture": "llama", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LlamaConfig":
-        d = {k: v for k, v in d.items() if k != "architecture"}
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"llama config has unknown keys {unknown}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
 
 @dataclass

@@ -28,10 +28,9 @@ row therefore scores and continues exactly like the row alone.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +38,14 @@ from torch import nn
 
 from models.spiking import counters
 
-from .base import CausalLM
+from .base import ArchConfig, CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
 
 
 @dataclass(frozen=True)
-class Mamba2Config:
+class Mamba2Config(ArchConfig):
+    architecture: ClassVar[str] = "mamba2"
     vocab_size: int = 50288
     hidden_size: int = 768
     num_hidden_layers: int = 24
@@ -87,20 +87,6 @@ class Mamba2Config:
     @property
     def conv_dim(self) -> int:
         return self.intermediate_size + 2 * self.state_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"architecture": "mamba2", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Mamba2Config":
-        d = {k: v for k, v in d.items() if k != "architecture"}
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"mamba2 config has unknown keys {unknown}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Mamba2Config":

@@ -42,9 +42,8 @@ the logits); padded tokens get eta = 0 and are not counted, so they never change
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +52,7 @@ from torch import nn
 from models.spiking import counters
 
 from .llama import RotaryEmbedding, apply_rotary
-from .base import CausalLM
+from .base import ArchConfig, CausalLM
 from .operators import Operators
 from .spiking_config import SpikingConfig
 
@@ -61,7 +60,8 @@ TTT_NORM_EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class TTTConfig:
+class TTTConfig(ArchConfig):
+    architecture: ClassVar[str] = "ttt"
     vocab_size: int = 32000
     hidden_size: int = 768
     intermediate_size: int = 2048
@@ -92,20 +92,6 @@ class TTTConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"architecture": "ttt", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TTTConfig":
-        d = {k: v for k, v in d.items() if k != "architecture"}
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"ttt config has unknown keys {unknown}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "TTTConfig":
