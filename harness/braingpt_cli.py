@@ -14,6 +14,7 @@ per variant:
 | plain-embedding   | selective embedding off: one embedding matrix               |
 | ttt               | ``[model.ttt]``: the original TTT-Linear                     |
 | llama             | ``[model.llama]``: the tiny attention decoder, for reference |
+| mamba2            | ``[model.mamba2]``: the tiny Mamba-2, for reference           |
 
 Each run lives in ``<out>/runs/<variant>/`` (checkpoint, ``log.jsonl``, ``summary.json``, which
 ``snnbench report`` reads too); a re-run reuses finished runs with the same configuration and
@@ -42,6 +43,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "plain-embedding": ("braingpt", {"selective_embedding": False}, "selective embedding off"),
     "ttt": ("ttt", {}, "original TTT-Linear"),
     "llama": ("llama", {}, "the tiny Llama (attention) at the same budget"),
+    "mamba2": ("mamba2", {}, "the tiny Mamba-2 (state space) at the same budget"),
 }
 
 
@@ -215,7 +217,7 @@ def run_braingpt_ablate(args) -> int:
 
 def add_parser(commands) -> None:
     p = commands.add_parser("braingpt-ablate", help="BrainGPT ablations (dual, MoE, selective embedding) and figure 2 against TTT")
-    p.add_argument("--config", default="braingpt-tiny", help="a config with [model.braingpt], [model.ttt] and [model.llama] (default braingpt-tiny) or a .toml path")
+    p.add_argument("--config", default="braingpt-tiny", help="a config with [model.braingpt], [model.ttt], [model.llama] and [model.mamba2] (default braingpt-tiny) or a .toml path")
     p.add_argument("--data", default=None, help="corpus (default: the config's, brown)")
     p.add_argument("--variants", nargs="*", default=None, help=f"which runs (default all): {', '.join(VARIANTS)}")
     p.add_argument("--mode", default="ann", choices=["ann", "qat"], help="training mode of every variant (default ann)")

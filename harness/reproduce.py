@@ -83,32 +83,93 @@ def reproduce_braintransformers(args) -> int:
     return status
 
 
+# braingpt-ablate variant -> BrainGPT Table 1's model name
+BRAINGPT_MODELS = {"braingpt": "BrainGPT", "llama": "Llama", "mamba2": "Mamba-2", "ttt": "TTT"}
+
+
+def braingpt_table1(ablation: pd.DataFrame, data: str) -> tuple[pd.DataFrame, list[str]]:
+    """Table 1 (perplexity of the four models), paper beside the ``braingpt-ablate`` runs."""
+    rows = []
+    for variant, model in BRAINGPT_MODELS.items():
+        paper_short, paper_long = BRAINGPT["table1"][model]
+        match = ablation[ablation["variant"] == variant]
+        rows.append({
+            "model": model, "paper_wikitext": paper_short, "paper_openwebtext": paper_long, "paper_scale": BRAINGPT["scale"],
+            "snnbench_test_perplexity": float(match["test_perplexity"].iloc[0]) if len(match) else math.nan,
+            "snnbench_parameters": int(match["parameters"].iloc[0]) if len(match) else None,
+            "snnbench_scale": f"{data} test, {int(match['steps'].iloc[0])} steps" if len(match) else "not run",
+        })
+    table = pd.DataFrame(rows)
+    notes = [f"{m}: not in the ablation folder (run `snnbench braingpt-ablate --variants {v}`)"
+             for v, m in BRAINGPT_MODELS.items() if table.loc[table["model"] == m, "snnbench_test_perplexity"].isna().all()]
+    measured = table.dropna(subset=["snnbench_test_perplexity"])
+    if len(measured):
+        best = measured.loc[measured["snnbench_test_perplexity"].idxmin(), "model"]
+        notes.append(f"lowest perplexity here: {best}; in the paper Mamba-2 was lowest (41.12) and BrainGPT highest (42.87) on the short set")
+    return table, notes
+
+
+def braingpt_convergence_notes(summary: dict | None) -> list[str]:
+    paper = f"the paper: {100 * BRAINGPT['convergence_speedup']:.1f}% faster convergence than TTT"
+    if not summary:
+        return [f"{paper}; not measured here (the ablation has no braingpt and ttt runs)"]
+    reached = summary.get("fast_reaches_target_at_step")
+    if reached is None:
+        return [f"{paper}; here BrainGPT does not reach TTT's final validation perplexity {summary['target_perplexity']:.2f} within {summary['target_step']} steps"]
+    return [f"{paper}; here BrainGPT reaches TTT's final validation perplexity {summary['target_perplexity']:.2f} (step {summary['target_step']}) "
+            f"at step {reached}: {100 * summary['fewer_steps']:.1f}% fewer steps"]
+
+
+def braingpt_stage3_tables(stdp: dict) -> tuple[pd.DataFrame, list[str], pd.DataFrame, list[str]]:
+    """Table 2 (QAT ANN vs SNN estimated energy) and Table 3 (before/after STDP) from a ``snnbench stdp`` summary."""
+    energy = stdp["estimated_energy"]
+    qat, snn = energy.get("qat_ann"), energy["before"]
+    t2_rows = [{"model": "QAT ANN", "paper_mJ": BRAINGPT["table2_mJ"]["QAT ANN"][0]}, {"model": "SNN", "paper_mJ": BRAINGPT["table2_mJ"]["BrainGPT SNN"][0]}]
+    for row, e in zip(t2_rows, (qat, snn)):
+        row["snnbench_nJ_per_token"] = 1e9 * e["joules_per_token"] if e else math.nan
+        row["snnbench_source"] = e["source"] if e else "not measured (stdp.json predates the QAT count)"
+    t2 = pd.DataFrame(t2_rows)
+    notes = [f"the paper: SNN {100 * BRAINGPT['energy_reduction']:.1f}% below the QAT ANN (mJ per sequence, its hardware model)"]
+    if qat:
+        notes.append(f"here (estimated, {snn['source']}): SNN {100 * (1 - snn['joules_per_token'] / qat['joules_per_token']):+.1f}% "
+                     "below the QAT ANN per token (negative: the SNN costs more; rate-coded ACs at T up to 127 outnumber the MACs they replace)")
+    t3 = pd.DataFrame([
+        {"stage": "before STDP", "mean_T": stdp["mean_T"]["before"], "max_T": stdp["max_T"]["before"], "perplexity": stdp["perplexity"]["before"],
+         "nJ_per_token": 1e9 * energy["before"]["joules_per_token"], "spikes_per_token": energy["before"]["spikes_per_token"]},
+        {"stage": "after STDP", "mean_T": stdp["mean_T"]["after"], "max_T": stdp["max_T"]["after"], "perplexity": stdp["perplexity"]["after"],
+         "nJ_per_token": 1e9 * energy["after"]["joules_per_token"], "spikes_per_token": energy["after"]["spikes_per_token"]},
+    ])
+    t3_notes = [BRAINGPT["table3"], f"perplexity change {100 * stdp['perplexity']['change']:+.2f}% on {stdp['data']} (goal: under 2%); energy {energy['before']['source']}, estimated"]
+    return t2, notes, t3, t3_notes
+
+
 def reproduce_braingpt(args) -> int:
-    """BrainGPT's Tables 1-3 and figure 2 from a ``snnbench braingpt-ablate`` folder and its stage-3 run."""
-    source = Path(args.from_dir)
-    if not (source / "table1.csv").exists():
-        raise ValueError(f"{source}: no table1.csv; run `snnbench braingpt-ablate` first (or point --from at its output)")
+    """BrainGPT's Table 1 and figure 2 from a ``snnbench braingpt-ablate`` folder; Tables 2-3 from a ``snnbench stdp`` folder (``--stage3``)."""
+    source = Path(args.from_dir or "results/braingpt")
+    if not (source / "ablation.csv").exists():
+        raise ValueError(f"{source}: no ablation.csv; run `snnbench braingpt-ablate` first (or point --from at its output)")
     out = Path(args.out) / "braingpt"
-    t1 = pd.read_csv(source / "table1.csv")
-    paper = BRAINGPT["table1"]
-    t1["paper_short"] = [paper.get(m, (math.nan, math.nan))[0] for m in t1["model"]]
-    t1["paper_long"] = [paper.get(m, (math.nan, math.nan))[1] for m in t1["model"]]
-    t1["paper_scale"] = BRAINGPT["scale"]
-    notes = []
-    if "snnbench_short" in t1:
-        best = t1.loc[t1["snnbench_short"].idxmin(), "model"]
-        notes.append(f"lowest short-sequence perplexity here: {best}; in the paper: Mamba-2 (41.12), BrainGPT 42.87 was the highest")
-    _write(out, "table1", t1, "BrainGPT Table 1: perplexity, paper vs snnbench", notes)
-    for name, title in (("table2", "BrainGPT Table 2: energy of the QAT ANN vs the SNN"), ("table3", "BrainGPT Table 3: before/after STDP"), ("convergence", "BrainGPT figure 2: convergence")):
-        if (source / f"{name}.csv").exists():
-            _write(out, name, pd.read_csv(source / f"{name}.csv"), title, [])
-        else:
-            print(f"- {name}: not in {source} (its experiment did not run)")
+    ablation = pd.read_csv(source / "ablation.csv")
+    info = json.loads((source / "ablation.json").read_text()) if (source / "ablation.json").exists() else {}
+    table1, notes = braingpt_table1(ablation, info.get("train", {}).get("data", "?"))
+    _write(out, "table1", table1, "BrainGPT Table 1: perplexity, paper vs snnbench", notes)
+    _write(out, "ablation", ablation, "BrainGPT ablations: dual vs single, MoESynapsis vs dense, selective vs plain embedding", [])
+    if (source / "convergence.csv").exists():
+        _write(out, "convergence", pd.read_csv(source / "convergence.csv"), "BrainGPT figure 2: validation perplexity per step",
+               braingpt_convergence_notes(info.get("convergence")))
+    stage3 = Path(args.stage3) / "stdp.json" if args.stage3 else None
+    if stage3 is None or not stage3.exists():
+        print(f"- Tables 2 and 3: no stdp.json{f' in {args.stage3}' if args.stage3 else ''}; run `snnbench train --arch braingpt --mode qat` and "
+              "`snnbench stdp` on its checkpoint, then pass --stage3 <the stdp folder>")
+        return 0
+    t2, t2_notes, t3, t3_notes = braingpt_stage3_tables(json.loads(stage3.read_text()))
+    _write(out, "table2", t2, "BrainGPT Table 2: estimated energy of the QAT ANN vs the SNN", t2_notes)
+    _write(out, "table3", t3, "BrainGPT Table 3: before/after STDP (stage 3)", t3_notes)
     return 0
 
 
 def reproduce_neurtransformer(args) -> int:
-    source = Path(args.from_dir)
+    source = Path(args.from_dir or "results/neurtransformer")
     if not (source / "table.csv").exists():
         raise ValueError(f"{source}: no table.csv; run `snnbench neurtransformer` first (or point --from at its output)")
     table = pd.read_csv(source / "table.csv")
@@ -145,7 +206,8 @@ def add_parser(commands) -> None:
     p.add_argument("--limit", type=int, default=1, help="braintransformers: documents per (sub)task")
     p.add_argument("--max-gen-toks", type=int, default=48)
     p.add_argument("--meters", default="auto")
-    p.add_argument("--from", dest="from_dir", default=None, help="braingpt / neurtransformer: the folder their own command wrote")
+    p.add_argument("--from", dest="from_dir", default=None, help="braingpt / neurtransformer: the folder their own command wrote (default results/braingpt, results/neurtransformer)")
+    p.add_argument("--stage3", default=None, help="braingpt: a `snnbench stdp` folder of a BrainGPT QAT checkpoint (Tables 2 and 3)")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="results/reproduce")
     p.add_argument("--data-dir", default=None)

@@ -43,14 +43,17 @@ def run_stdp(args) -> int:
     batches = [global_batch(train, window, 16, args.seed, s)[:, :-1] for s in range(args.batches)]
     preset = load_presets()[args.energy_preset]
 
-    def measure(m) -> tuple[float, dict]:
-        ppl = token_perplexity(m, test, window=window, batch_size=16)["perplexity"]
+    def energy(m) -> dict:
         with OpCounter(m) as counter, torch.no_grad():
             m(torch.tensor(test[: window * 4]).view(4, window))
         e = estimate(counter.total(), preset)
         tokens = 4 * window
-        return ppl, {"joules_per_token": e.joules / tokens, "source": e.source, "spikes_per_token": counter.total().spikes / tokens}
+        return {"joules_per_token": e.joules / tokens, "source": e.source, "spikes_per_token": counter.total().spikes / tokens}
 
+    def measure(m) -> tuple[float, dict]:
+        return token_perplexity(m, test, window=window, batch_size=16)["perplexity"], energy(m)
+
+    energy_qat = energy(swap_mode(model, model.spiking.with_mode("qat")))  # the QAT ANN: MACs on quantized values
     ppl_before, energy_before = measure(model)
     config = STDPConfig(steps=args.steps, target_fraction=args.target_fraction, lambda_T=args.lambda_t, lambda_C=args.lambda_c)
     reports = optimize_time_steps(model, batches, config)
@@ -64,7 +67,7 @@ def run_stdp(args) -> int:
         "mean_T": {"before": mean_window(reports, False), "after": mean_window(reports, True)},
         "max_T": {"before": max(r.window_before for r in reports), "after": max(r.window_after for r in reports)},
         "perplexity": {"before": ppl_before, "after": ppl_after, "change": ppl_after / ppl_before - 1},
-        "estimated_energy": {"before": energy_before, "after": energy_after, "kind": "estimated"},
+        "estimated_energy": {"before": energy_before, "after": energy_after, "qat_ann": energy_qat, "kind": "estimated"},
         "layers": reports_as_dicts(reports),
         "seconds": time.perf_counter() - started,
     }
@@ -75,6 +78,7 @@ def run_stdp(args) -> int:
     print(f"\nperplexity {ppl_before:.3f} -> {ppl_after:.3f} ({100 * summary['perplexity']['change']:+.2f}%)")
     print(f"estimated energy ({energy_before['source']}) {energy_before['joules_per_token']:.3e} -> {energy_after['joules_per_token']:.3e} J/token; "
           f"spikes/token {energy_before['spikes_per_token']:.0f} -> {energy_after['spikes_per_token']:.0f}")
+    print(f"the QAT ANN of the same weights (MACs): {energy_qat['joules_per_token']:.3e} J/token")
     print(f"wrote {out}/model, {out}/stdp.json, {out}/stdp.txt in {summary['seconds']:.0f} s")
     return 0
 

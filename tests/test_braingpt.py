@@ -100,6 +100,16 @@ num_hidden_layers = 2
 num_attention_heads = 2
 num_key_value_heads = 2
 max_position_embeddings = 32
+
+[model.mamba2]
+hidden_size = 16
+num_hidden_layers = 2
+state_size = 8
+expand = 2
+head_dim = 8
+conv_kernel = 4
+chunk_size = 8
+max_position_embeddings = 32
 """
 
 
@@ -421,11 +431,11 @@ def test_braingpt_ablate_runs_end_to_end(brown, tmp_path, capsys):
     table = (out / "ablation.csv").read_text().splitlines()
     assert table[0].startswith("variant,arch,dual,moe,selective_embedding,mode,parameters,steps,test_perplexity")
     rows = {line.split(",")[0]: line.split(",") for line in table[1:]}
-    assert list(rows) == ["braingpt", "single", "dense", "plain-embedding", "ttt", "llama"]
+    assert list(rows) == ["braingpt", "single", "dense", "plain-embedding", "ttt", "llama", "mamba2"]
     assert rows["single"][2] == "False" and rows["dense"][3] == "False" and rows["plain-embedding"][4] == "False" and rows["ttt"][1] == "ttt"
     assert rows["llama"][1] == "llama"
     curves = (out / "convergence.csv").read_text().splitlines()
-    assert curves[0] == "step,tokens,braingpt,single,dense,plain-embedding,ttt,llama"
+    assert curves[0] == "step,tokens,braingpt,single,dense,plain-embedding,ttt,llama,mamba2"
     assert [line.split(",")[0] for line in curves[1:]] == ["2", "4"]
     assert "Convergence (figure 2)" in (out / "ablation.md").read_text() and (out / "convergence.png").exists()
     summary = json.loads((out / "ablation.json").read_text())

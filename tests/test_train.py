@@ -201,6 +201,8 @@ def test_stdp_lowers_time_steps_and_keeps_the_model(corpus, tmp_path, capsys):
     assert summary["mean_T"]["after"] < summary["mean_T"]["before"] == 127
     assert abs(summary["perplexity"]["change"]) < 0.05
     assert summary["estimated_energy"]["after"]["spikes_per_token"] < summary["estimated_energy"]["before"]["spikes_per_token"]
+    qat, snn = summary["estimated_energy"]["qat_ann"], summary["estimated_energy"]["before"]
+    assert qat["spikes_per_token"] == 0 < snn["spikes_per_token"] and qat["joules_per_token"] > 0  # the QAT ANN runs MACs, no spikes
     assert "perplexity" in printed and "T before" in printed
     from models.load import load_checkpoint
 
