@@ -434,6 +434,10 @@ def test_braingpt_ablate_runs_end_to_end(brown, tmp_path, capsys):
     assert list(rows) == ["braingpt", "single", "dense", "plain-embedding", "ttt", "llama", "mamba2"]
     assert rows["single"][2] == "False" and rows["dense"][3] == "False" and rows["plain-embedding"][4] == "False" and rows["ttt"][1] == "ttt"
     assert rows["llama"][1] == "llama"
+    log = [json.loads(line) for line in (out / "runs" / "braingpt" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss"] > r["token_loss"] > 0 and "pos_loss" in r for r in log)  # the dual objective adds the POS term
+    llama_log = [json.loads(line) for line in (out / "runs" / "llama" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss"] == r["token_loss"] for r in llama_log)
     curves = (out / "convergence.csv").read_text().splitlines()
     assert curves[0] == "step,tokens,braingpt,single,dense,plain-embedding,ttt,llama,mamba2"
     assert [line.split(",")[0] for line in curves[1:]] == ["2", "4"]

@@ -103,21 +103,29 @@ def convergence(curves: dict[str, pd.DataFrame], path: Path) -> str | None:
     if not curves:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    token_only = all("token_loss" in log for log in curves.values())  # else some curves are whole objectives
     for name, log in sorted(curves.items()):
-        if "loss" in log:
-            left.plot(log["step"], log["loss"].rolling(10, min_periods=1).mean(), label=name, lw=1)
+        column = "token_loss" if token_only else "loss"
+        if column in log:
+            left.plot(log["step"], log[column].rolling(10, min_periods=1).mean(), label=name, lw=1)
         if "valid_perplexity" in log:
             valid = log.dropna(subset=["valid_perplexity"])
             right.plot(valid["step"], valid["valid_perplexity"], marker="o", ms=3, label=name)
     left.set_xlabel("step")
-    left.set_ylabel("training loss (10-step mean)")
+    left.set_ylabel("training token loss (10-step mean)" if token_only else "training objective (10-step mean)")
     right.set_xlabel("step")
     right.set_ylabel("validation perplexity")
     right.set_yscale("log")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     _save(fig, path)
-    return "Training convergence: training loss (left) and validation perplexity (right, log scale) against optimizer steps."
+    caption = (
+        "Training convergence: training token cross-entropy (left) and validation perplexity (right, log scale) against optimizer steps."
+        if token_only else
+        "Training convergence: training objective (left; a dual BrainGPT's includes its POS and MoE balance terms, so compare models on the right) "
+        "and validation perplexity (right, log scale) against optimizer steps."
+    )
+    return caption
 
 
 def spike_heatmap(audit: pd.DataFrame, path: Path, title: str) -> str | None:

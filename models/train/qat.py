@@ -280,6 +280,7 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=config.max_steps, initial=self.step, disable=not progress or self.rank != 0, desc=f"train {self.name}", unit="step")
         last_good = self.step
+        valid = "-"  # the last validation perplexity, shown until the next evaluation
         while self.step < config.max_steps:
             started = time.perf_counter()
             loss = self.train_step()
@@ -291,11 +292,15 @@ class Trainer:
                 )
             record = {"step": self.step, "loss": loss, "lr": learning_rate(config, self.step - 1), "tokens": self.tokens_seen,
                       "elapsed": self.elapsed, "tokens_per_s": self.tokens_seen / self.elapsed if self.elapsed else None}
+            # the token cross-entropy on its own (BrainGPT's objective adds POS and balance terms; its last micro-batch's parts)
+            parts = getattr(getattr(self.model, "module", self.model), "last_losses", None) or {"token": loss}
+            record.update({f"{k}_loss": v for k, v in parts.items() if k in ("token", "pos", "balance")})
             if self.step % config.eval_interval == 0 or self.step == config.max_steps:
                 record["valid_perplexity"] = self.perplexity(self.valid_stream)
+                valid = f"{record['valid_perplexity']:.1f}"
             self._log(record)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{record.get('valid_perplexity', float('nan')):.1f}")
+            bar.set_postfix(loss=f"{loss:.3f}", valid_ppl=valid)
             if self.step % config.checkpoint_interval == 0 or self.step == config.max_steps:
                 self._checkpoint()
                 last_good = self.step
