@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 
-def steps(root: Path, train_steps: int, limit: int, max_gen_toks: int) -> list[tuple[str, list[str]]]:
+def steps(root: Path, train_steps: int, limit: int, max_gen_toks: int, screenshot: bool = False) -> list[tuple[str, list[str]]]:
+    """The demo's commands in order; ``screenshot``: the report step also renders the HTML in headless Chromium."""
     train = root / "train-llama-qat"
     return [
         ("verify the spiking core", ["verify", "--out", str(root / "verify" / "verify.json")]),
@@ -23,7 +24,7 @@ def steps(root: Path, train_steps: int, limit: int, max_gen_toks: int) -> list[t
         ("evaluate SmolLM2 ANN and SNN", ["eval", "--model", "smollm2-135m", "--modes", "ann,snn-fused", "--suite", "demo", "--limit", str(limit),
                                           "--max-gen-toks", str(max_gen_toks), "--results", str(root), "--run-id", "eval-smollm2"]),
         ("write the report", ["report", str(root / "eval-smollm2"), str(train), str(root / "convert-smollm2"), str(root / "stdp-llama"),
-                              "--name", "demo", "--out", "reports"]),
+                              "--name", "demo", "--out", "reports", *(["--screenshot"] if screenshot else [])]),
     ]
 
 
@@ -31,7 +32,9 @@ def run_demo(args) -> int:
     from .cli import main
 
     root = Path(args.results)
-    plan = steps(root, args.train_steps, args.limit, args.max_gen_toks)
+    from .report_cli import find_browser
+
+    plan = steps(root, args.train_steps, args.limit, args.max_gen_toks, screenshot=find_browser() is not None)
     if args.dry_run:
         for title, argv in plan:
             print(f"{title}: snnbench {' '.join(argv)}")
@@ -43,7 +46,8 @@ def run_demo(args) -> int:
         if status != 0:
             print(f"demo: step '{title}' exited with {status}; finished steps are kept, run the demo again to resume")
             return status
-    print(f"\ndemo finished in {(time.perf_counter() - started) / 60:.1f} min; open reports/demo/report.html")
+    shot = " (and its screenshot, reports/demo/screenshot.png)" if "--screenshot" in plan[-1][1] else ""
+    print(f"\ndemo finished in {(time.perf_counter() - started) / 60:.1f} min; open reports/demo/report.html{shot}")
     return 0
 
 

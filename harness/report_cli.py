@@ -9,9 +9,14 @@ from pathlib import Path
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 
+def find_browser() -> str | None:
+    """The path of an installed Chromium (or Chrome), else None."""
+    return next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+
+
 def screenshot(html: Path, png: Path, width: int = 1200, height: int = 3000) -> Path:
     """Render ``html`` in headless Chromium and save a PNG (proves the page opens offline)."""
-    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    browser = find_browser()
     if browser is None:
         raise ValueError("no Chromium found for --screenshot; install it (Debian: apt-get install chromium) or leave the flag out")
     command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

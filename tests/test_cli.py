@@ -31,3 +31,20 @@ def test_time_steps_beyond_8_bits_is_a_one_line_error(capsys):
     assert main(["verify", "--time-steps", "200"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "1..127" in err
+
+
+def test_demo_plan_runs_every_stage_and_screenshots_only_with_a_browser(tmp_path, capsys, monkeypatch):
+    """The demo's steps in order; the report step asks for a screenshot only when a Chromium is installed."""
+    from harness import report_cli
+    from harness.demo import steps
+
+    plan = steps(tmp_path, 300, 2, 32)
+    assert [argv[0] for _, argv in plan] == ["verify", "data", "train", "stdp", "convert", "eval", "report"]
+    assert "--screenshot" not in plan[-1][1] and "--screenshot" in steps(tmp_path, 300, 2, 32, screenshot=True)[-1][1]
+    monkeypatch.setattr(report_cli, "find_browser", lambda: None)
+    assert main(["demo", "--dry-run", "--results", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "snnbench train --arch llama --mode qat" in printed and "--screenshot" not in printed
+    monkeypatch.setattr(report_cli, "find_browser", lambda: "/usr/bin/chromium")
+    assert main(["demo", "--dry-run", "--results", str(tmp_path)]) == 0
+    assert "--screenshot" in capsys.readouterr().out
