@@ -147,5 +147,5 @@ def test_reproduce_braingpt_reads_the_ablation_and_stage3_folders(tmp_path, caps
     assert "Llama: not in the ablation folder" in printed and "Mamba-2: not in the ablation folder" in printed
     table3 = (out / "braingpt" / "table3.csv").read_text().splitlines()
     assert table3[1].startswith("before STDP,127,127,140") and table3[2].startswith("after STDP,100.5,120,141.4")
-    assert "-100.0% below the QAT ANN" in printed  # the SNN costs twice the QAT ANN here: said, not hidden
+    assert "the SNN costs 2.00x the QAT ANN per token: the claim does not hold" in printed  # said, not hidden
     assert main(["reproduce", "braingpt", "--from", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
