@@ -66,19 +66,23 @@ def reproduce_braintransformers(args) -> int:
     from .eval_cli import add_parser as add_eval
     from .eval_cli import run_eval
 
+    run_id = f"reproduce-braintransformers-limit{args.limit}" + (f"-ctx{args.max_length}" if args.max_length else "")
     parser = argparse.ArgumentParser()
     add_eval(parser.add_subparsers(dest="command"))
     eval_args = parser.parse_args([
         "eval", "--model", args.model, "--modes", "ann,snn-fused", "--suite", "braintransformers",
         "--limit", str(args.limit), "--max-gen-toks", str(args.max_gen_toks), "--results", args.results,
-        "--meters", args.meters, "--run-id", f"reproduce-braintransformers-limit{args.limit}",
+        "--meters", args.meters, "--run-id", run_id,
+        *(["--max-length", str(args.max_length)] if args.max_length else []),
         *(["--data-dir", args.data_dir] if args.data_dir else []),
     ])
     status = run_eval(eval_args)
-    run = Path(args.results) / f"reproduce-braintransformers-limit{args.limit}"
+    run = Path(args.results) / run_id
     metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() and (run / "metrics.csv").stat().st_size > 1 else pd.DataFrame(columns=["task", "metric", "filter", "mode", "value", "n_samples"])
     table, notes = braintransformers_table(metrics, args.limit, args.model)
     notes.append(f"generation capped at {args.max_gen_toks} new tokens (a CPU budget): chain-of-thought tasks (BBH, GSM8K) score lower than uncapped")
+    if args.max_length:
+        notes.append(f"contexts cut to their last {args.max_length} tokens (a CPU budget): long few-shot prompts lose their first exemplars")
     _write(Path(args.out) / "braintransformers", "benchmarks", table, "BrainTransformers' benchmark table, paper vs snnbench", notes)
     return status
 
@@ -209,6 +213,7 @@ def add_parser(commands) -> None:
     p.add_argument("--model", default="smollm2-135m", help="braintransformers: the pretrained model to convert and evaluate")
     p.add_argument("--limit", type=int, default=1, help="braintransformers: documents per (sub)task")
     p.add_argument("--max-gen-toks", type=int, default=48)
+    p.add_argument("--max-length", type=int, default=None, help="braintransformers: cap the context (tokens) for CPU budgets")
     p.add_argument("--meters", default="auto")
     p.add_argument("--from", dest="from_dir", default=None, help="braingpt / neurtransformer: the folder their own command wrote (default results/braingpt, results/neurtransformer)")
     p.add_argument("--stage3", default=None, help="braingpt: a `snnbench stdp` folder of a BrainGPT QAT checkpoint (Tables 2 and 3)")
