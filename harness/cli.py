@@ -89,29 +89,17 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_eval(args)
         if args.command == "train":
-            from models.train.qat import TrainingError
-
             from .train_cli import run_train
 
-            try:
-                return run_train(args)
-            except TrainingError as err:
-                print(f"snnbench train: stopped: {err}", file=sys.stderr)
-                return 3
+            return run_train(args)
         if args.command == "stdp":
             from .stdp_cli import run_stdp
 
             return run_stdp(args)
         if args.command == "neurtransformer":
-            from models.train.qat import TrainingError
-
             from .neurtransformer_cli import run_neurtransformer_cli
 
-            try:
-                return run_neurtransformer_cli(args)
-            except TrainingError as err:
-                print(f"snnbench neurtransformer: stopped: {err}", file=sys.stderr)
-                return 3
+            return run_neurtransformer_cli(args)
         if args.command == "report":
             from .report_cli import run_report
 
@@ -125,15 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_reproduce(args)
         if args.command == "braingpt-ablate":
-            from models.train.qat import TrainingError
-
             from .braingpt_cli import run_braingpt_ablate
 
-            try:
-                return run_braingpt_ablate(args)
-            except TrainingError as err:
-                print(f"snnbench braingpt-ablate: stopped: {err}", file=sys.stderr)
-                return 3
+            return run_braingpt_ablate(args)
         if args.command == "bench":
             from .bench_cli import run_bench_command
 
@@ -145,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"snnbench {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from models.train.qat import TrainingError
+
+        if not isinstance(err, TrainingError):
+            raise
+        print(f"snnbench {args.command}: stopped: {err}", file=sys.stderr)  # e.g. a NaN loss; the last good checkpoint is kept
+        return 3
     except KeyboardInterrupt:
         print(f"snnbench {args.command}: interrupted; finished work is kept, run the command again to resume", file=sys.stderr)
         return 2

@@ -48,3 +48,21 @@ def test_demo_plan_runs_every_stage_and_screenshots_only_with_a_browser(tmp_path
     monkeypatch.setattr(report_cli, "find_browser", lambda: "/usr/bin/chromium")
     assert main(["demo", "--dry-run", "--results", str(tmp_path)]) == 0
     assert "--screenshot" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command,module,function", [
+    (["train", "--arch", "llama"], "harness.train_cli", "run_train"),
+    (["braingpt-ablate"], "harness.braingpt_cli", "run_braingpt_ablate"),
+])
+def test_a_training_stop_is_exit_3_with_its_reason(command, module, function, monkeypatch, capsys):
+    """TrainingError (e.g. a NaN loss) from any command: one line naming the command, exit code 3."""
+    import importlib
+
+    from models.train.qat import TrainingError
+
+    def stop(args):
+        raise TrainingError("the loss became nan at step 5; stopped")
+
+    monkeypatch.setattr(importlib.import_module(module), function, stop)
+    assert main(command) == 3
+    assert capsys.readouterr().err.strip() == f"snnbench {command[0]}: stopped: the loss became nan at step 5; stopped"
