@@ -156,11 +156,7 @@ def load_weights(model: LlamaForCausalLM, state: dict[str, torch.Tensor], where:
         if name in own and own[name].shape != tensor.shape:
             raise ModelLoadError(f"{where}: {name} has shape {tuple(tensor.shape)}, the config needs {tuple(own[name].shape)}")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    optional = SPIKING_STATE
-    tied = {"lm_head.weight", "model.embed_tokens.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
-    if tied and not tied <= set(missing):  # one copy of a tied pair is enough (safetensors stores one)
-        optional = optional + tuple(tied)
-    optional = optional + _tied_elsewhere(model, state)
+    optional = SPIKING_STATE + _tied_elsewhere(model, state)  # one copy of a tied pair is enough (safetensors stores one)
     real_missing = [k for k in missing if not k.endswith(optional)]
     unexpected = [k for k in unexpected if not k.endswith(SPIKING_STATE)]
     if real_missing or unexpected:
