@@ -72,7 +72,7 @@ def reproduce_braintransformers(args) -> int:
     eval_args = parser.parse_args([
         "eval", "--model", args.model, "--modes", "ann,snn-fused", "--suite", "braintransformers",
         "--limit", str(args.limit), "--max-gen-toks", str(args.max_gen_toks), "--results", args.results,
-        "--meters", args.meters, "--run-id", run_id,
+        "--meters", args.meters, "--run-id", run_id, "--batch-size", str(args.batch_size),
         *(["--max-length", str(args.max_length)] if args.max_length else []),
         *(["--data-dir", args.data_dir] if args.data_dir else []),
     ])
@@ -214,6 +214,7 @@ def add_parser(commands) -> None:
     p.add_argument("--limit", type=int, default=1, help="braintransformers: documents per (sub)task")
     p.add_argument("--max-gen-toks", type=int, default=48)
     p.add_argument("--max-length", type=int, default=None, help="braintransformers: cap the context (tokens) for CPU budgets")
+    p.add_argument("--batch-size", type=int, default=8, help="braintransformers: sequences per forward (lower it when long prompts fill memory)")
     p.add_argument("--meters", default="auto")
     p.add_argument("--from", dest="from_dir", default=None, help="braingpt / neurtransformer: the folder their own command wrote (default results/braingpt, results/neurtransformer)")
     p.add_argument("--stage3", default=None, help="braingpt: a `snnbench stdp` folder of a BrainGPT QAT checkpoint (Tables 2 and 3)")

@@ -125,3 +125,20 @@ def test_bad_inputs():
         Synapsis(4, 2, path="fused")
     with pytest.raises(ValueError, match="in_features"):
         Synapsis(0, 2)
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel", "smoothed"])
+def test_folded_weight_follows_changes_to_weight_and_scale(granularity):
+    spec = QuantSpec(bits=8, granularity=granularity)
+    q = _layer(6, 5, spec, True, 3)
+    for quantizer in (q.pre, q.post):
+        quantizer.observe(torch.randn(16, quantizer.num_features))
+        quantizer.finish_calibration()
+    s = Synapsis.from_qsynapsis(q, "snn-fused")
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        assert torch.equal(s(x), q(x))
+        for change in (lambda m: m.weight.mul_(1.5), lambda m: (m.pre.factor if granularity == "smoothed" else m.pre.scale).mul_(0.5)):
+            change(q)
+            change(s)
+            assert torch.equal(s(x), q(x)), "a cached W * s_static outlived an in-place change"

@@ -72,16 +72,20 @@ def round_half_away(v: torch.Tensor) -> torch.Tensor:
     """Round half away from zero, exactly: floor(|v|) + (frac >= 0.5), sign restored.
 
     ``floor(|v| + 0.5)`` is not exact in floating point (0.49999997 + 0.5 rounds to 1.0);
-    ``|v| - floor(|v|)`` is, so the comparison with 0.5 is exact.
+    ``|v| - floor(|v|)`` is, so the comparison with 0.5 is exact. The result is piecewise
+    constant (no gradient); it is computed in place on two buffers, since it runs on every
+    spike-coded tensor, attention scores included.
     """
-    a = v.abs()
-    f = torch.floor(a)
-    return (f + (a - f >= 0.5).to(v.dtype)).copysign(v)
+    with torch.no_grad():
+        a = v.abs()
+        f = a.floor()
+        a.sub_(f).ge_(0.5)  # 1.0 where the fraction is >= 0.5
+        return f.add_(a).copysign_(v)
 
 
 def quantize_counts(v: torch.Tensor, time_steps: int) -> torch.Tensor:
     """Integer-valued counts clamp(round_half_away(v), -T, T) = the EI-IF spike count of v."""
-    return round_half_away(v).clamp(-time_steps, time_steps)
+    return round_half_away(v).clamp_(-time_steps, time_steps)
 
 
 def naive_quantize(x: torch.Tensor, scale: float | torch.Tensor, bits: int = 8) -> torch.Tensor:

@@ -35,6 +35,7 @@ from torch import nn
 
 from . import counters, observe
 from .checks import check_finite, check_path, check_time_steps
+from .lookup import BucketLookup
 
 def _silu(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
@@ -156,7 +157,7 @@ class _StaircaseSTE(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, op: "SNNStaircase") -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.op = op
-        return op._closed_form(x)[0]
+        return op._closed_form(x, spikes=False)[0]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
@@ -182,6 +183,7 @@ class SNNStaircase(nn.Module):
         self.register_buffer("neg_thresholds", self.fit.neg_thresholds.clone(), persistent=False)
         self.register_buffer("neg_amplitudes", self.fit.neg_amplitudes.clone(), persistent=False)
         self._tables: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, ...]] = {}
+        self._lookups: dict[tuple[torch.dtype, torch.device], BucketLookup | None] = {}
 
     def make_fit(self, time_steps: int, x_max: float) -> StaircaseFit:
         raise NotImplementedError
@@ -204,8 +206,28 @@ class SNNStaircase(nn.Module):
             self._tables[key] = tuple(tables)
         return self._tables[key]
 
-    def _closed_form(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output, spikes per element): k = #{t : |x| >= theta(t)}, output = prefix[k]."""
+    def _lookup(self, like: torch.Tensor) -> BucketLookup | None:
+        """The closed form as a bucket table (exact, see ``lookup.py``); None where it cannot be built."""
+        key = (like.dtype, like.device)
+        if key not in self._lookups:
+            pos_thr, _, _, neg_thr, _, _ = self._neuron_tables(like)
+            zero = torch.zeros(1, dtype=like.dtype, device=like.device)
+            # the output changes where x reaches theta_pos, where x >= 0 switches branch, and just above -theta_neg
+            negative_side = torch.nextafter(-neg_thr, torch.full_like(neg_thr, float("inf")))
+            breakpoints = torch.cat([negative_side, zero, pos_thr])
+            self._lookups[key] = BucketLookup.build(self._closed_form_search, breakpoints) if like.is_floating_point() else None
+        return self._lookups[key]
+
+    def _closed_form(self, x: torch.Tensor, spikes: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output, spikes per element or None): k = #{t : |x| >= theta(t)}, output = prefix[k]; by bucket lookup."""
+        lookup = self._lookup(x)
+        if lookup is None:
+            return self._closed_form_search(x)
+        found = lookup(x.detach(), outputs=2 if spikes else 1)
+        return found[0], (found[1] if spikes else None)
+
+    def _closed_form_search(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The closed form by binary search over the thresholds (the reference the lookup is built from)."""
         pos_thr, _, pos_prefix, neg_thr, _, neg_prefix = self._neuron_tables(x)
         u = x.detach().abs().contiguous()
         k_pos = torch.searchsorted(pos_thr, u, right=True)
@@ -240,8 +262,8 @@ class SNNStaircase(nn.Module):
             fired = None
         elif self.path == "snn-fused":
             with torch.no_grad():
-                out, k = self._closed_form(x)
-            fired = int(k.sum()) if counters.counting() else None
+                out, k = self._closed_form(x, spikes=counters.counting())
+            fired = int(k.sum()) if k is not None else None
         else:
             out, fired = self._time_stepped(x)
         if observe.observing() and self.path != "qat":

@@ -132,13 +132,27 @@ class Synapsis(_SynapseBase):
             raise ValueError(f"QSynapsis state does not fit Synapsis: missing {missing}, unexpected {unexpected}")
         return s.to(q.weight.device, q.weight.dtype)
 
+    def _folded_weight(self, static: torch.Tensor | None) -> torch.Tensor:
+        """W * s_static, kept between calls while the weight and the quantizer's static tensors are unchanged
+        (a decode step would otherwise pay a full pass over W for one token's current; the price is a
+        second copy of W in memory)."""
+        if static is None:
+            return self.weight
+        sources = [self.weight] + [t for t in (getattr(self.pre, "factor", None), self.pre.scale) if t is not None]
+        key = tuple((t.data_ptr(), t._version) for t in sources) + (static.dtype, static.device)
+        cached = getattr(self, "_folded_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.weight * static)
+            self._folded_cache = cached
+        return cached[1]
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         T_pre = int(self.window)
         token, static = self.pre.scales(x)
         n_pre, pre_spikes = spike_code(self, self.pre_neuron, x, combine_scales(token, static, x), T_pre, self.path)
-        y = synaptic_current(n_pre, self.weight, self.bias, token, static)
+        y = synaptic_current(n_pre, self._folded_weight(static), self.bias, token, None)
         post_spikes = 0
         if self.post is not None:
             s_post = self.post.scale_for(y)
