@@ -31,13 +31,19 @@ def _accumulator_dtype(dtype: torch.dtype, bound: int) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 or bound >= FLOAT32_EXACT else torch.float32
 
 
-def _firing_per_step(counts: torch.Tensor, T: int) -> torch.Tensor:
-    """For |counts| of shape (..., K, L): how many of the L entries of row k have |n| > t, for t < T."""
-    rows = counts.reshape(-1, counts.shape[-1]).to(torch.int64).clamp(max=T)
-    offsets = torch.arange(rows.shape[0], device=counts.device)[:, None] * (T + 1)
-    hist = torch.bincount((rows + offsets).flatten(), minlength=rows.shape[0] * (T + 1)).view(rows.shape[0], T + 1)
+def _firing_per_step(counts: torch.Tensor, T: int) -> tuple[torch.Tensor, int]:
+    """For signed integer-valued ``counts`` (..., K, L) with |n| <= T: (how many of the L entries of row k
+    have |n| > t, for t < T; the total spike count sum |n|), from one histogram of |n| per row."""
+    rows = counts.detach().reshape(-1, counts.shape[-1])
+    bins = rows.shape[0] * (T + 1)
+    index_dtype = torch.int32 if bins < 2**31 else torch.int64
+    keys = rows.to(index_dtype).abs_()
+    if rows.shape[0] > 1:
+        keys.add_(torch.arange(rows.shape[0], device=counts.device, dtype=index_dtype)[:, None] * (T + 1))
+    hist = torch.bincount(keys.flatten(), minlength=bins).view(rows.shape[0], T + 1)
+    spikes = int((hist.sum(0) * torch.arange(T + 1, device=hist.device)).sum())
     at_least = hist.flip(-1).cumsum(-1).flip(-1)  # at_least[:, v] = #{|n| >= v}
-    return at_least[:, 1:]  # #{|n| > t} for t = 0 .. T-1
+    return at_least[:, 1:], spikes  # #{|n| > t} for t = 0 .. T-1
 
 
 class SNNMatmul(nn.Module):
@@ -139,12 +145,10 @@ class SNNMatmul(nn.Module):
         tallies come from one histogram of |n| per column instead of a loop over t.
         """
         M, N = na.shape[-2], nb.shape[-1]
-        ua, ub = na.detach().abs(), nb.detach().abs()
-        spikes_a, spikes_b = counters.abs_sum(ua), counters.abs_sum(ub)
+        firing_a, spikes_a = _firing_per_step(na.transpose(-1, -2), self.qa.T)  # (batch K, T_a): entries of column k still firing at t
+        firing_b, spikes_b = _firing_per_step(nb, self.qb.T)
         T = min(self.qa.T, self.qb.T)
-        firing_a = _firing_per_step(ua.transpose(-1, -2), T)  # (batch, K, T): entries of column k still firing at t
-        firing_b = _firing_per_step(ub, T)
-        pairs = int((firing_a * firing_b).sum())
+        pairs = int((firing_a[:, :T] * firing_b[:, :T]).sum())
         self._record_values(na.shape, nb.shape, out.numel(), spikes_a + spikes_b, spikes_b * M + spikes_a * N + pairs)
 
     def _record(self, a: torch.Tensor, b: torch.Tensor, spikes: int, acs: int) -> None:
