@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .allocator import tune_allocator
+
+    tune_allocator()
     try:
         if args.command == "verify":
             if args.time_steps > 127:

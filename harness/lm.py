@@ -79,6 +79,10 @@ class SNNBenchLM(TemplateLM):
         super().__init__()
         from models.load import load_model
 
+        from .allocator import tune_allocator
+
+        tune_allocator()  # lm-eval's own CLI builds the adapter without going through snnbench's
+
         if model is None:
             if pretrained is None:
                 raise ValueError("give pretrained=<registry name, checkpoint folder or .gguf file>")

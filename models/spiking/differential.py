@@ -64,7 +64,7 @@ class DifferentialOp(nn.Module):
         if self.path == "snn":
             return self._forward_spiking(x, s, q.T, on_step, mask)
         n, fired = spike_code(self, self.neuron, x, s, q.T, self.path)
-        out = self.fn(n * s, mask)
+        out = self.fn(n.mul_(s) if self.path == "snn-fused" and not observe.observing() else n * s, mask)  # n is fresh
         if self.path == "qat":
             self._record(x, evaluations=1, spikes=0, neuron_steps=0)
         else:

@@ -92,7 +92,8 @@ class SNNMatmul(nn.Module):
         acc = _accumulator_dtype(a.dtype, self._bound(a.shape[-1]))
         na, _ = spike_code(self, self.a_neuron, a, sa, self.qa.T, self.path)
         nb, _ = spike_code(self, self.b_neuron, b, sb, self.qb.T, self.path)
-        out = (na.to(acc) @ nb.to(acc)).to(a.dtype) * (sa * sb)
+        product = (na.to(acc) @ nb.to(acc)).to(a.dtype)  # a fresh tensor: scaled in place when no gradient is taken
+        out = product.mul_(sa * sb) if self.path != "qat" else product * (sa * sb)
         if counters.counting():
             if self.path == "qat":
                 macs = counters.nonzero(na) * b.shape[-1]
