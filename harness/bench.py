@@ -227,7 +227,7 @@ def render_markdown(report: dict[str, Any], rows: Sequence[Row]) -> str:
         + (f" ({report['model']['fallback']})" if report["model"].get("fallback") else ""),
         f"torch {report['versions'].get('torch')}, lm_eval {report['versions'].get('lm_eval')}, "
         f"transformers {report['versions'].get('transformers')}, spikingjelly {report['versions'].get('spikingjelly')}; "
-        f"commit {report.get('git_commit')}",
+        f"commit {report.get('git_commit')}; allocator: {report.get('allocator', 'system default')}",
         "",
         markdown_table(rows),
     ]
@@ -894,6 +894,7 @@ def run_bench(options: dict[str, Any]) -> int:
     """Run the chosen benchmarks and write ``bench.json`` and ``bench.md`` into ``options['out']``."""
     import traceback
 
+    from .allocator import tune_allocator
     from .runs import atomic_write_json, atomic_write_text, git_commit, machine_info, versions
 
     chosen = parse_only(options.get("only"))
@@ -950,6 +951,7 @@ def run_bench(options: dict[str, Any]) -> int:
         "started_at": started_at,
         "seconds": time.perf_counter() - started,
         "noise": "ratios are per repeat with the two sides interleaved; figures on a shared machine are noisy",
+        "allocator": "glibc malloc without mmap, freed blocks kept (harness/allocator.py), both sides alike" if tune_allocator() else "system default",
         "rows": [r.as_dict() for r in rows],
         "errors": errors,
         "notes": ctx.notes + [f"benchmark {e['benchmark']} failed: {e['error']}" for e in errors],

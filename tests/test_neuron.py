@@ -141,3 +141,17 @@ def test_bad_inputs_name_the_argument():
         spike_count_closed_form(torch.ones(3), -2)
     with pytest.raises(ValueError, match="x contains inf"):
         neuron.count_closed_form(torch.tensor([1.0, float("inf"), 0.0]), 4)
+
+
+def test_closed_form_follows_in_place_threshold_changes():
+    """conversion_parameters is remembered between calls; an in-place change (as stage 3 makes) must end it."""
+    neuron = EIIFNeuron(4)
+    x = torch.tensor([[0.7, 2.6, -3.4, 9.0]])
+    assert neuron.conversion_parameters
+    assert torch.equal(neuron.count_closed_form(x, 8), neuron.run_constant(x, 8).sum(0))
+    with torch.no_grad():
+        neuron.alpha.copy_(torch.tensor([2.0, 1.0, 3.0, 1.5]))
+        neuron.theta_base.copy_(torch.tensor([1.0, 0.5, 0.7, 1.2]))
+    assert not neuron.conversion_parameters
+    neuron.reset()
+    assert torch.equal(neuron.count_closed_form(x, 8), neuron.run_constant(x, 8).sum(0))

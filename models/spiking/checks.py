@@ -6,6 +6,8 @@ was wrong and how to fix it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 MIN_BITS = 2
@@ -42,7 +44,7 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.is_floating_point() and x.numel():
         lo, hi = torch.aminmax(x)  # one pass; NaN and inf both show in the extremes
-        if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):
             bad = "NaN" if bool(torch.isnan(x).any()) else "inf"
             raise ValueError(f"{name} contains {bad} values; spiking operators need finite inputs")
     return x

@@ -257,8 +257,15 @@ class EIIFNeuron(nn.Module):
 
     @property
     def conversion_parameters(self) -> bool:
-        """True when every neuron has theta_base = 0.5 and alpha = 1 (BrainGPT's lossless setting)."""
-        return bool((self.theta_base == 0.5).all()) and bool((self.alpha == 1.0).all())
+        """True when every neuron has theta_base = 0.5 and alpha = 1 (BrainGPT's lossless setting).
+
+        Asked on every closed-form count; the answer is kept until either buffer changes."""
+        key = (self.theta_base.data_ptr(), self.theta_base._version, self.alpha.data_ptr(), self.alpha._version)
+        cached = self.__dict__.get("_conversion_parameters")
+        if cached is None or cached[0] != key:
+            cached = (key, bool((self.theta_base == 0.5).all()) and bool((self.alpha == 1.0).all()))
+            self.__dict__["_conversion_parameters"] = cached
+        return cached[1]
 
     @staticmethod
     def first_spike_time_closed_form(count: torch.Tensor) -> torch.Tensor:
