@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .operators import Operators
+from .spiking_config import SpikingConfig
+
 
 class CausalLM(nn.Module):
     """Base of the decoders: GPT-2-style init (N(0, 0.02), zero biases), id checks, greedy generation."""
@@ -32,6 +35,29 @@ class CausalLM(nn.Module):
     @property
     def mode(self) -> str:
         return self.spiking.mode
+
+    def _start(self, config: Any, spiking: SpikingConfig | None) -> Operators:
+        """Keep the config and the spiking settings; the operators every layer is built from."""
+        self.config = config
+        self.spiking = spiking or SpikingConfig()
+        return Operators(self.spiking)
+
+    def _finish(self, ops: Operators, embeddings: nn.Embedding, init_weights: bool) -> None:
+        """The language-model head (tied to ``embeddings`` when the config says so), then the init."""
+        self.lm_head = ops.linear(self.config.hidden_size, self.config.vocab_size, False, kind="lm_head")
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = embeddings.weight
+        if init_weights:
+            self.apply(self._init_weights)
+
+    def _input_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Check ``input_ids``; the attention mask as bool, all True when None, of the ids' shape."""
+        self._check_ids(input_ids)
+        B, L = input_ids.shape
+        mask = torch.ones(B, L, dtype=torch.bool, device=input_ids.device) if attention_mask is None else attention_mask.bool()
+        if mask.shape != (B, L):
+            raise ValueError(f"attention_mask must have shape {(B, L)}, got {tuple(mask.shape)}")
+        return mask
 
     def _check_ids(self, input_ids: torch.Tensor) -> None:
         if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):

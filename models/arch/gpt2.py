@@ -193,15 +193,10 @@ class GPT2ForCausalLM(CausalLM):
 
     def __init__(self, config: GPT2Config, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
         super().__init__()
-        self.config = config
-        self.spiking = spiking or SpikingConfig()
-        ops = Operators(self.spiking)
+        ops = self._start(config, spiking)
         self.transformer = GPT2Model(config, ops, self.spiking)
-        self.lm_head = ops.linear(config.hidden_size, config.vocab_size, False, kind="lm_head")
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.transformer.wte.weight
+        self._finish(ops, self.transformer.wte, init_weights)
         if init_weights:
-            self.apply(self._init_weights)
             for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
                 if name.endswith("c_proj.weight"):
                     nn.init.normal_(p, std=0.02 / (2 * config.num_hidden_layers) ** 0.5)
@@ -215,11 +210,8 @@ class GPT2ForCausalLM(CausalLM):
         with_logits: bool = True,
     ) -> tuple[torch.Tensor | None, list[torch.Tensor], KVCache | None]:
         """(float32 logits or None, hidden states, cache): the hidden states are every block's output and, last, ln_f's output."""
-        self._check_ids(input_ids)
+        now = self._input_mask(input_ids, attention_mask)
         B, L = input_ids.shape
-        now = torch.ones(B, L, dtype=torch.bool, device=input_ids.device) if attention_mask is None else attention_mask.bool()
-        if now.shape != (B, L):
-            raise ValueError(f"attention_mask must have shape {(B, L)}, got {tuple(now.shape)}")
         past_len = cache.length if cache is not None else 0
         full = now if cache is None else torch.cat([cache.mask, now], dim=1)
         positions = (full.long().cumsum(-1) - 1).clamp(min=0)[:, past_len:]

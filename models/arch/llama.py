@@ -215,15 +215,9 @@ class LlamaForCausalLM(CausalLM):
 
     def __init__(self, config: LlamaConfig, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
         super().__init__()
-        self.config = config
-        self.spiking = spiking or SpikingConfig()
-        ops = Operators(self.spiking)
+        ops = self._start(config, spiking)
         self.model = LlamaModel(config, ops)
-        self.lm_head = ops.linear(config.hidden_size, config.vocab_size, False, kind="lm_head")
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
-        if init_weights:
-            self.apply(self._init_weights)
+        self._finish(ops, self.model.embed_tokens, init_weights)
 
     def forward(
         self,
@@ -232,11 +226,8 @@ class LlamaForCausalLM(CausalLM):
         cache: KVCache | None = None,
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, KVCache | None]:
-        self._check_ids(input_ids)
+        now = self._input_mask(input_ids, attention_mask)
         B, L = input_ids.shape
-        now = torch.ones(B, L, dtype=torch.bool, device=input_ids.device) if attention_mask is None else attention_mask.bool()
-        if now.shape != (B, L):
-            raise ValueError(f"attention_mask must have shape {(B, L)}, got {tuple(now.shape)}")
         past_len = cache.length if cache is not None else 0
         full = now if cache is None else torch.cat([cache.mask, now], dim=1)
         positions = (full.long().cumsum(-1) - 1).clamp(min=0)[:, past_len:]

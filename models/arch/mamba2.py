@@ -304,15 +304,10 @@ class Mamba2ForCausalLM(CausalLM):
 
     def __init__(self, config: Mamba2Config, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
         super().__init__()
-        self.config = config
-        self.spiking = spiking or SpikingConfig()
-        ops = Operators(self.spiking)
+        ops = self._start(config, spiking)
         self.backbone = Mamba2Model(config, ops)
-        self.lm_head = ops.linear(config.hidden_size, config.vocab_size, False, kind="lm_head")
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.backbone.embeddings.weight
+        self._finish(ops, self.backbone.embeddings, init_weights)
         if init_weights:
-            self.apply(self._init_weights)
             with torch.no_grad():  # GPT-2 style: scale the residual branch's last projection by 1/sqrt(depth)
                 for layer in self.backbone.layers:
                     layer.mixer.out_proj.weight.div_(math.sqrt(config.num_hidden_layers))
@@ -324,11 +319,8 @@ class Mamba2ForCausalLM(CausalLM):
         cache: Mamba2Cache | None = None,
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, Mamba2Cache | None]:
-        self._check_ids(input_ids)
+        mask = self._input_mask(input_ids, attention_mask)
         B, L = input_ids.shape
-        mask = torch.ones(B, L, dtype=torch.bool, device=input_ids.device) if attention_mask is None else attention_mask.bool()
-        if mask.shape != (B, L):
-            raise ValueError(f"attention_mask must have shape {(B, L)}, got {tuple(mask.shape)}")
         if cache is not None and cache.batch_size != B:
             raise ValueError(f"cache has batch size {cache.batch_size}, input_ids has {B}")
         order = None

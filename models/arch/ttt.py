@@ -303,15 +303,9 @@ class TTTForCausalLM(CausalLM):
 
     def __init__(self, config: TTTConfig, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
         super().__init__()
-        self.config = config
-        self.spiking = spiking or SpikingConfig()
-        ops = Operators(self.spiking)
+        ops = self._start(config, spiking)
         self.model = TTTModel(config, ops)
-        self.lm_head = ops.linear(config.hidden_size, config.vocab_size, False, kind="lm_head")
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
-        if init_weights:
-            self.apply(self._init_weights)
+        self._finish(ops, self.model.embed_tokens, init_weights)
 
     def forward(
         self,
@@ -320,11 +314,8 @@ class TTTForCausalLM(CausalLM):
         cache: TTTCache | None = None,
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, TTTCache | None]:
-        self._check_ids(input_ids)
+        mask = self._input_mask(input_ids, attention_mask)
         B, L = input_ids.shape
-        mask = torch.ones(B, L, dtype=torch.bool, device=input_ids.device) if attention_mask is None else attention_mask.bool()
-        if mask.shape != (B, L):
-            raise ValueError(f"attention_mask must have shape {(B, L)}, got {tuple(mask.shape)}")
         if cache is not None and cache.batch_size != B:
             raise ValueError(f"cache has batch size {cache.batch_size}, input_ids has {B}")
         order = None
