@@ -83,6 +83,8 @@ def reproduce_braintransformers(args) -> int:
     notes.append(f"generation capped at {args.max_gen_toks} new tokens (a CPU budget): chain-of-thought tasks (BBH, GSM8K) score lower than uncapped")
     if args.max_length:
         notes.append(f"contexts cut to their last {args.max_length} tokens (a CPU budget): long few-shot prompts lose their first exemplars")
+    notes.append(f"batch size {args.batch_size}: the SNN's greedy generations (BBH, GSM8K) depend on it, because float sums in another "
+                 "order move a few membrane inputs across a rounding boundary and the change grows through the KV cache")
     _write(Path(args.out) / "braintransformers", "benchmarks", table, "BrainTransformers' benchmark table, paper vs snnbench", notes)
     return status
 
