@@ -132,18 +132,21 @@ def test_ann_baseline_is_counted_too():
     assert counter.totals["lm_head"].Dense == 5 * 64 * 97
 
 
-def test_fused_float_attention_equals_the_counted_operator_path():
-    """ann mode runs attention through SDPA; counted runs through the separate operators: same logits."""
+def test_fused_float_attention_counts_what_the_operator_path_counts():
+    """ann mode runs attention through SDPA, counted or not; the separate operators give the same logits and counts."""
     model = tiny()
     ids = torch.randint(0, 97, (2, 9))
     mask = torch.ones_like(ids)
     mask[1, :3] = 0  # left padding, so padding queries see only themselves
-    with torch.no_grad():
-        fused = model(ids, attention_mask=mask)[0]
-        with OpCounter(model):
-            counted = model(ids, attention_mask=mask)[0]
     assert model.model.layers[0].self_attn.float_attention
-    assert torch.allclose(fused[1, 3:], counted[1, 3:], atol=1e-5) and torch.allclose(fused[0], counted[0], atol=1e-5)
+    with torch.no_grad(), OpCounter(model) as fused_counter:
+        fused = model(ids, attention_mask=mask)[0]
+    for layer in model.model.layers:
+        layer.self_attn.float_attention = False
+    with torch.no_grad(), OpCounter(model) as operator_counter:
+        separate = model(ids, attention_mask=mask)[0]
+    assert torch.allclose(fused[1, 3:], separate[1, 3:], atol=1e-5) and torch.allclose(fused[0], separate[0], atol=1e-5)
+    assert fused_counter.totals == operator_counter.totals
 
 
 def test_bad_input():

@@ -125,13 +125,29 @@ class Attention(nn.Module):
         self.weighted_values = ops.attention_values()
         self.scaling = self.head_dim**-0.5
         # Float attention (ann mode, or attention and softmax kept float) runs as one fused
-        # scaled_dot_product_attention call: same result within float tolerance, much faster.
-        # Counted runs use the separate operators so every matmul is seen by the counters.
+        # scaled_dot_product_attention call: same result within float tolerance, much faster;
+        # counted runs record what the separate operators would (``_record_float_attention``).
         self.float_attention = ops.config.op_mode("attention") == "ann" and ops.config.op_mode("softmax") == "ann"
 
     def _float_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """softmax(q k^T / sqrt(d), masked) v with grouped-query heads, in one fused call (not counted)."""
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=self.num_heads != self.num_kv_heads)
+
+    def _record_float_attention(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> None:
+        """What the separate float operators would record, without materializing the score matrix.
+
+        Scores: nonzero(q / sqrt(d)) x N effective MACs; softmax: 5 float ops per score; P . V: one
+        row of D MACs per unmasked (query, key) pair. The last counts a probability that underflows
+        to exactly 0 as nonzero, where the operator path would skip it.
+        """
+        B, H, M, D = q.shape
+        N = k.shape[2]
+        dense = B * H * M * N * D
+        counters.record(self, float_ops=3 * (q.numel() + k.numel()) + q.numel())  # rotary + scaling
+        counters.record(self.scores, Effective_MACs=counters.nonzero(q * self.scaling) * N, Dense=dense)
+        counters.record(self.softmax, float_ops=5 * B * H * M * N)
+        pairs = int(mask.expand(B, 1, M, N).sum()) * H
+        counters.record(getattr(self.weighted_values, "matmul", self.weighted_values), Effective_MACs=pairs * D, Dense=dense)
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, L, _ = x.shape
@@ -153,7 +169,9 @@ class Attention(nn.Module):
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         present = (k, v)
-        if self.float_attention and not counters.counting():  # counted runs take the operator path below
+        if self.float_attention:
+            if counters.counting():
+                self._record_float_attention(q, k, mask)
             out = self._float_attention(q, k, v, mask)
             return self.o_proj(out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)), present
         groups = self.num_heads // self.num_kv_heads

@@ -69,9 +69,14 @@ def nonzero(x: torch.Tensor) -> int:
     return int(torch.count_nonzero(x))
 
 
-def abs_sum(x: torch.Tensor) -> int:
-    """Sum of |x| for integer-valued x, exact: accumulated in float64 (exact below 2^53), never float32."""
-    return int(x.detach().abs().sum(dtype=torch.float64))
+def abs_sum(x: torch.Tensor, bound: int | None = None) -> int:
+    """Sum of |x| for integer-valued x, exact. With ``bound`` >= max |x| and rows short enough that a
+    row's sum stays below 2^24, each row is summed in float32 (exact there) and the rows in float64;
+    otherwise every element is accumulated in float64 (exact below 2^53)."""
+    x = x.detach()
+    if bound is not None and x.dim() >= 1 and x.shape[-1] * bound < 2**24 and x.dtype in (torch.float32, torch.float64):
+        return int(torch.linalg.vector_norm(x, 1, dim=-1).sum(dtype=torch.float64))
+    return int(x.abs().sum(dtype=torch.float64))
 
 
 def record(module: nn.Module, **figures: int) -> None:

@@ -19,9 +19,11 @@ from .quant import QuantSpec, Quantizer, _RoundSTE
 
 
 def spike_code(
-    module: nn.Module, neuron: EIIFNeuron, x: torch.Tensor, scale: torch.Tensor, time_steps: int, path: str
+    module: nn.Module, neuron: EIIFNeuron, x: torch.Tensor, scale: torch.Tensor, time_steps: int, path: str,
+    tally: bool = True,
 ) -> tuple[torch.Tensor, int]:
-    """Counts n of ``x / scale`` over ``time_steps`` steps, and the number of spikes (0 unless counting)."""
+    """Counts n of ``x / scale`` over ``time_steps`` steps, and the number of spikes (0 unless counting;
+    ``tally=False`` leaves the closed form's total to a caller that derives it itself)."""
     v = x / scale
     fired = 0
     if path == "qat":
@@ -29,8 +31,8 @@ def spike_code(
     elif path == "snn-fused":
         with torch.no_grad():
             n = neuron.count_closed_form(v, time_steps)
-        if counters.counting():
-            fired = counters.abs_sum(n)
+        if counters.counting() and tally:
+            fired = counters.abs_sum(n, bound=time_steps)
     else:
         with torch.no_grad():
             neuron.reset()

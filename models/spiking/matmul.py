@@ -31,19 +31,24 @@ def _accumulator_dtype(dtype: torch.dtype, bound: int) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 or bound >= FLOAT32_EXACT else torch.float32
 
 
-def _firing_per_step(counts: torch.Tensor, T: int) -> tuple[torch.Tensor, int]:
-    """For signed integer-valued ``counts`` (..., K, L) with |n| <= T: (how many of the L entries of row k
-    have |n| > t, for t < T; the total spike count sum |n|), from one histogram of |n| per row."""
-    rows = counts.detach().reshape(-1, counts.shape[-1])
-    bins = rows.shape[0] * (T + 1)
+def _firing_per_step(counts: torch.Tensor, T: int, by_column: bool = False) -> tuple[torch.Tensor, int]:
+    """From signed integer-valued ``counts`` (..., R, C) with |n| <= T: how many entries of each row (or,
+    ``by_column``, each column) have |n| > t for t < T, as (lines, T); and the total spike count sum |n|.
+
+    One histogram of |n| per line (bincount over line * (T + 1) + |n|, no transposed copy);
+    #{|n| > t} = entries per line - #{|n| <= t}.
+    """
+    R, C = counts.shape[-2], counts.shape[-1]
+    batch = counts.numel() // (R * C) if counts.numel() else 0
+    lines, per_line = (batch * C, R) if by_column else (batch * R, C)
+    bins = lines * (T + 1)
     index_dtype = torch.int32 if bins < 2**31 else torch.int64
-    keys = rows.to(index_dtype).abs_()
-    if rows.shape[0] > 1:
-        keys.add_(torch.arange(rows.shape[0], device=counts.device, dtype=index_dtype)[:, None] * (T + 1))
-    hist = torch.bincount(keys.flatten(), minlength=bins).view(rows.shape[0], T + 1)
+    keys = counts.detach().reshape(batch, R, C).to(index_dtype).abs_()
+    line = torch.arange(lines, device=counts.device, dtype=index_dtype) * (T + 1)
+    keys.add_(line.view(batch, 1, C) if by_column else line.view(batch, R, 1))
+    hist = torch.bincount(keys.flatten(), minlength=bins).view(lines, T + 1)
     spikes = int((hist.sum(0) * torch.arange(T + 1, device=hist.device)).sum())
-    at_least = hist.flip(-1).cumsum(-1).flip(-1)  # at_least[:, v] = #{|n| >= v}
-    return at_least[:, 1:], spikes  # #{|n| > t} for t = 0 .. T-1
+    return per_line - hist[:, :T].cumsum(-1), spikes
 
 
 class SNNMatmul(nn.Module):
@@ -90,8 +95,8 @@ class SNNMatmul(nn.Module):
             return out
         sa, sb = self.qa.scale_for(a), self.qb.scale_for(b)
         acc = _accumulator_dtype(a.dtype, self._bound(a.shape[-1]))
-        na, _ = spike_code(self, self.a_neuron, a, sa, self.qa.T, self.path)
-        nb, _ = spike_code(self, self.b_neuron, b, sb, self.qb.T, self.path)
+        na, _ = spike_code(self, self.a_neuron, a, sa, self.qa.T, self.path, tally=False)  # the histograms give the totals
+        nb, _ = spike_code(self, self.b_neuron, b, sb, self.qb.T, self.path, tally=False)
         product = (na.to(acc) @ nb.to(acc)).to(a.dtype)  # a fresh tensor: scaled in place when no gradient is taken
         out = product.mul_(sa * sb) if self.path != "qat" else product * (sa * sb)
         if counters.counting():
@@ -146,7 +151,7 @@ class SNNMatmul(nn.Module):
         tallies come from one histogram of |n| per column instead of a loop over t.
         """
         M, N = na.shape[-2], nb.shape[-1]
-        firing_a, spikes_a = _firing_per_step(na.transpose(-1, -2), self.qa.T)  # (batch K, T_a): entries of column k still firing at t
+        firing_a, spikes_a = _firing_per_step(na, self.qa.T, by_column=True)  # (batch K, T_a): entries of column k still firing at t
         firing_b, spikes_b = _firing_per_step(nb, self.qb.T)
         T = min(self.qa.T, self.qb.T)
         pairs = int((firing_a[:, :T] * firing_b[:, :T]).sum())
