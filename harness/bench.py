@@ -914,6 +914,7 @@ def run_bench(options: dict[str, Any]) -> int:
     loaded, fallback = resolve_model(options.get("model") or "smollm2-135m", chosen, quick)
     ctx = Context(QUICK if quick else FULL, repeats, batch_size, int(options.get("seed") or 0), loaded, fallback)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    commit = git_commit()  # the code that runs is the code at the start (commits may land during a long run)
     started = time.perf_counter()
     rows: list[Row] = []
     errors: list[dict[str, str]] = []
@@ -947,7 +948,7 @@ def run_bench(options: dict[str, Any]) -> int:
         "model": model_info,
         "machine": {**machine_info(), "cpu_model": _cpu_model()},
         "versions": all_versions,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "started_at": started_at,
         "seconds": time.perf_counter() - started,
         "noise": "ratios are per repeat with the two sides interleaved; figures on a shared machine are noisy",

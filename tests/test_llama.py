@@ -149,6 +149,20 @@ def test_fused_float_attention_counts_what_the_operator_path_counts():
     assert fused_counter.totals == operator_counter.totals
 
 
+def test_right_padded_batches_use_the_kernels_causal_mask_with_the_same_result():
+    """No cache and padding only at the end: SDPA's own causal mask replaces the explicit one on real tokens."""
+    model = tiny()
+    ids = torch.randint(0, 97, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        fused = model(ids, attention_mask=mask)[0]
+        for layer in model.model.layers:
+            layer.self_attn.float_attention = False
+        separate = model(ids, attention_mask=mask)[0]
+    assert torch.allclose(fused[0], separate[0], atol=1e-5) and torch.allclose(fused[1, :6], separate[1, :6], atol=1e-5)
+
+
 def test_bad_input():
     model = tiny()
     with pytest.raises(ValueError, match="outside the vocabulary"):

@@ -129,9 +129,14 @@ class Attention(nn.Module):
         # counted runs record what the separate operators would (``_record_float_attention``).
         self.float_attention = ops.config.op_mode("attention") == "ann" and ops.config.op_mode("softmax") == "ann"
 
-    def _float_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d), masked) v with grouped-query heads, in one fused call (not counted)."""
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=self.num_heads != self.num_kv_heads)
+    def _float_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, causal_only: bool) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d), masked) v with grouped-query heads, in one fused call. ``causal_only``: the
+        mask is the causal one on every real query (no cache, padding only at the end), so the kernel's
+        own causal mask serves and skips the upper triangle."""
+        gqa = self.num_heads != self.num_kv_heads
+        if causal_only:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scaling, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=gqa)
 
     def _record_float_attention(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> None:
         """What the separate float operators would record, without materializing the score matrix.
@@ -160,6 +165,7 @@ class Attention(nn.Module):
         sin: torch.Tensor,
         mask: torch.Tensor,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        causal_only: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         B, L, _ = x.shape
         q = apply_rotary(self._heads(self.q_proj(x), self.num_heads), cos, sin)
@@ -172,7 +178,7 @@ class Attention(nn.Module):
         if self.float_attention:
             if counters.counting():
                 self._record_float_attention(q, k, mask)
-            out = self._float_attention(q, k, v, mask)
+            out = self._float_attention(q, k, v, mask, causal_only)
             return self.o_proj(out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)), present
         groups = self.num_heads // self.num_kv_heads
         k_all = k.repeat_interleave(groups, dim=1)
@@ -210,8 +216,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = ops.norm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config, ops, layer)
 
-    def forward(self, x, cos, sin, mask, past=None):
-        attn, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past)
+    def forward(self, x, cos, sin, mask, past=None, causal_only: bool = False):
+        attn, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past, causal_only)
         h = x + attn
         out = h + self.mlp(self.post_attention_layernorm(h))
         if counters.counting():
@@ -253,13 +259,15 @@ class LlamaForCausalLM(CausalLM):
         key_index = torch.arange(past_len + L, device=input_ids.device)
         mask = (key_index[None, :] <= query_index[:, None])[None, None] & full[:, None, None, :]
         mask = mask | (key_index[None, :] == query_index[:, None])[None, None]  # a padding query sees itself: no empty row
+        # right padding only and no cache: every real query's row is the plain causal one (padding queries differ, unused)
+        causal_only = cache is None and bool((now[:, 1:] <= now[:, :-1]).all())
 
         x = self.model.embed_tokens(input_ids)
         cos, sin = self.model.rotary(positions)
         keys, values = [], []
         for i, layer in enumerate(self.model.layers):
             past = (cache.keys[i], cache.values[i]) if cache is not None else None
-            x, (k, v) = layer(x, cos, sin, mask, past)
+            x, (k, v) = layer(x, cos, sin, mask, past, causal_only)
             keys.append(k)
             values.append(v)
         logits = self.lm_head(self.model.norm(x)).float()
