@@ -148,7 +148,6 @@ class Attention(nn.Module):
         B, H, M, D = q.shape
         N = k.shape[2]
         dense = B * H * M * N * D
-        counters.record(self, float_ops=3 * (q.numel() + k.numel()) + q.numel())  # rotary + scaling
         counters.record(self.scores, Effective_MACs=counters.nonzero(q * self.scaling) * N, Dense=dense)
         counters.record(self.softmax, float_ops=5 * B * H * M * N)
         pairs = int(mask.expand(B, 1, M, N).sum()) * H
@@ -175,24 +174,27 @@ class Attention(nn.Module):
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         present = (k, v)
+        if counters.counting():
+            counters.record(self, float_ops=3 * (q.numel() + k.numel()) + q.numel())  # rotary + scaling
         if self.float_attention:
             if counters.counting():
                 self._record_float_attention(q, k, mask)
             out = self._float_attention(q, k, v, mask, causal_only)
-            return self.o_proj(out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)), present
+        else:
+            out = self._operator_attention(q, k, v, mask)
+        return self.o_proj(out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)), present
+
+    def _operator_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d), masked) v through the separate (spiking or float) operators."""
         groups = self.num_heads // self.num_kv_heads
         k_all = k.repeat_interleave(groups, dim=1)
         v_all = v.repeat_interleave(groups, dim=1)
         q = q * self.scaling
-        if counters.counting():
-            counters.record(self, float_ops=3 * (q.numel() + k.numel()) + q.numel())  # rotary + scaling
         if isinstance(self.scores, SNNMatmul) and self.scores.path == "snn" and getattr(self.softmax, "path", None) == "snn":
             probs = self.softmax.integrate(self.scores.iter_steps(q, k_all.transpose(-1, -2)), mask=mask)
         else:
             probs = self.softmax(self.scores(q, k_all.transpose(-1, -2)), mask=mask)
-        out = self.weighted_values(probs, v_all)
-        out = out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)
-        return self.o_proj(out), present
+        return self.weighted_values(probs, v_all)
 
 
 class MLP(nn.Module):

@@ -46,11 +46,10 @@ class BucketLookup:
         below = torch.full((1,), torch.finfo(points.dtype).min, dtype=points.dtype, device=points.device)
         at_points = fn(points)
         before_first = fn(below)
+        span = float(high - low) or 1.0  # one breakpoint: any width separates it
         buckets = max(16, 2 * points.numel())
         while buckets <= max_buckets:
-            span = high - low
-            inv_width = (buckets / span) if float(span) > 0 else torch.ones((), dtype=points.dtype, device=points.device)
-            inv_width = torch.as_tensor(inv_width, dtype=points.dtype, device=points.device)
+            inv_width = torch.tensor(buckets / span, dtype=points.dtype, device=points.device)
             where = cls.bucket_of(points, low, inv_width, buckets)
             if bool((where[1:] > where[:-1]).all()):
                 return cls._tables(points, where, low, inv_width, buckets, at_points, before_first)

@@ -210,12 +210,13 @@ class SNNStaircase(nn.Module):
         """The closed form as a bucket table (exact, see ``lookup.py``); None where it cannot be built."""
         key = (like.dtype, like.device)
         if key not in self._lookups:
-            pos_thr, _, _, neg_thr, _, _ = self._neuron_tables(like)
-            zero = torch.zeros(1, dtype=like.dtype, device=like.device)
-            # the output changes where x reaches theta_pos, where x >= 0 switches branch, and just above -theta_neg
-            negative_side = torch.nextafter(-neg_thr, torch.full_like(neg_thr, float("inf")))
-            breakpoints = torch.cat([negative_side, zero, pos_thr])
-            self._lookups[key] = BucketLookup.build(self._closed_form_search, breakpoints) if like.is_floating_point() else None
+            self._lookups[key] = None
+            if like.is_floating_point():
+                pos_thr, _, _, neg_thr, _, _ = self._neuron_tables(like)
+                zero = torch.zeros(1, dtype=like.dtype, device=like.device)
+                # the output changes where x reaches theta_pos, where x >= 0 switches branch, and just above -theta_neg
+                negative_side = torch.nextafter(-neg_thr, torch.full_like(neg_thr, float("inf")))
+                self._lookups[key] = BucketLookup.build(self._closed_form_search, torch.cat([negative_side, zero, pos_thr]))
         return self._lookups[key]
 
     def _closed_form(self, x: torch.Tensor, spikes: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
