@@ -305,14 +305,16 @@ def load_model(name_or_path: str, spiking: SpikingConfig | None = None, data_roo
     """A registry name (``smollm2-135m``), a checkpoint folder or a ``.gguf`` file."""
     if name_or_path in MODEL_REGISTRY:
         from tasks.loader import DataNotFoundError, split_files  # noqa: F401
-        from tasks.datasets import DATASETS, is_present, set_dir
+        from tasks.datasets import verified_file
         from tasks.fetch import data_dir
 
         data_set, filename = MODEL_REGISTRY[name_or_path]
         root = data_root or data_dir()
-        if not is_present(DATASETS[data_set], root):
-            raise ModelLoadError(f"model '{name_or_path}' is not fetched in {root}; run `snnbench data fetch {data_set}`")
-        loaded = load_gguf(set_dir(root, data_set) / filename, spiking)
+        try:
+            path = verified_file(root, data_set, filename)  # sha256-checked: a damaged set is an error, not garbage weights
+        except DataNotFoundError as err:
+            raise ModelLoadError(f"model '{name_or_path}': {err}") from None
+        loaded = load_gguf(path, spiking)
         loaded.name = name_or_path
         return loaded
     path = Path(name_or_path)

