@@ -2,10 +2,12 @@
 
 - ``save_checkpoint(model, folder)`` writes ``model.safetensors`` and ``config.json`` (the
   architecture config, the spiking config and, when given, ``tokenizer.json``).
-- ``load_checkpoint(folder)`` rebuilds the model; a missing, corrupt or mismatching file is a
-  one-line ``ModelLoadError`` naming the file and the problem.
+- ``load_checkpoint(folder)`` rebuilds the model; a missing, corrupt or mismatching file (a
+  config field of the wrong type, NaN or inf in any tensor, a tokenizer larger than the
+  vocabulary) is a one-line ``ModelLoadError`` naming the file and the problem.
 - ``load_gguf(path)`` imports a Llama-family GGUF (llama.cpp format) with the ``gguf``
-  package, dequantizing every tensor to float32, and builds its tokenizer from the GGUF.
+  package, dequantizing every tensor to float32 (NaN or inf refused, as in checkpoints), and
+  builds its tokenizer from the GGUF.
 - ``load_model(name_or_path)`` resolves registry names such as ``smollm2-135m`` (a data set
   fetched by ``snnbench data fetch``), checkpoint folders and ``.gguf`` files.
 """
@@ -79,7 +81,13 @@ def save_checkpoint(
     return folder
 
 
+def _one_line(text: object) -> str:
+    """``text`` with its whitespace runs (newlines included) collapsed to single spaces."""
+    return " ".join(str(text).split())
+
+
 def read_config(folder: Path) -> dict[str, Any]:
+    """``folder``'s config.json as a dict with a ``model`` section and, if any, a string ``name``."""
     path = folder / CONFIG_FILE
     if not path.exists():
         raise ModelLoadError(f"{path}: missing; a checkpoint folder needs {CONFIG_FILE} and {WEIGHTS_FILE}")
@@ -89,22 +97,82 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ModelLoadError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(config, dict) or "model" not in config:
         raise ModelLoadError(f"{path}: has no 'model' section")
+    if not isinstance(config.get("name", ""), str):
+        raise ModelLoadError(f"{path}: name must be a string, got {config['name']!r}")
     return config
 
 
-def build_from_config(config: dict[str, Any], where: Path):
+def build_from_config(config: dict[str, Any], where: Path) -> Any:
     """The model a checkpoint config describes (any architecture of ``models.arch.registry``), untrained."""
     from .arch.registry import ARCHITECTURES, architecture
 
-    model_cfg = dict(config["model"])
+    model_cfg = config["model"]
+    if not isinstance(model_cfg, dict):
+        raise ModelLoadError(f"{where}: model must be an object of architecture fields (as save_checkpoint writes it), got {model_cfg!r}")
     arch = model_cfg.get("architecture", "llama")
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise ModelLoadError(f"{where}: architecture {arch!r} is unknown (known: {', '.join(ARCHITECTURES)})")
+    config_cls, model_cls = architecture(arch)
+    arch_config = _parsed(config_cls.from_dict, model_cfg, f"{where}: invalid model config")
+    spiking = _parsed(SpikingConfig.from_dict, config.get("spiking", {}), f"{where}: invalid spiking config")
     try:
-        config_cls, model_cls = architecture(arch)
-        return model_cls(config_cls.from_dict(model_cfg), SpikingConfig.from_dict(config.get("spiking", {})), init_weights=False)
+        return model_cls(arch_config, spiking, init_weights=False)
     except (TypeError, ValueError) as err:
-        raise ModelLoadError(f"{where}: invalid config ({err})") from None
+        raise ModelLoadError(f"{where}: invalid config ({_one_line(err)})") from None
+
+
+def _parsed(parse: Any, value: Any, context: str) -> Any:
+    """``parse(value)``; its TypeError or ValueError as a one-line ModelLoadError after ``context``."""
+    try:
+        return parse(value)
+    except (TypeError, ValueError) as err:
+        raise ModelLoadError(f"{context} ({_one_line(err)})") from None
+
+
+def special_token_ids(special: Any, vocab_size: int, where: Path | str) -> tuple[int, int | None]:
+    """(eos id, bos id) of a config's ``special_tokens``: ids in the vocabulary or null; a missing eos is 0."""
+    if special is None:
+        special = {}
+    if not isinstance(special, dict):
+        raise ModelLoadError(f'{where}: special_tokens must be an object like {{"eos_id": 0, "bos_id": null}}, got {special!r}')
+    unknown = sorted(set(special) - {"eos_id", "bos_id"})
+    if unknown:
+        raise ModelLoadError(f"{where}: special_tokens has unknown keys {unknown}; it holds eos_id and bos_id")
+    for key, value in special.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < vocab_size):
+            raise ModelLoadError(f"{where}: special_tokens.{key} must be a token id in 0..{vocab_size - 1} or null, got {value!r}")
+    return special.get("eos_id") or 0, special.get("bos_id")
+
+
+def read_tokenizer(path: Path) -> Any:
+    """The ``tokenizers.Tokenizer`` saved at ``path``; a one-line ModelLoadError when it cannot be read."""
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # the Rust library raises a bare Exception for any unreadable file
+        raise ModelLoadError(f"{path}: not a readable tokenizer ({_one_line(err)}); re-save it or copy it from the model it came from") from None
+
+
+def check_vocabulary(tokenizer: Any, vocab_size: int, where: Path | str, source: str) -> None:
+    """Refuse a tokenizer with ids the model has no embedding for (``source`` says where vocab_size came from)."""
+    size = tokenizer.get_vocab_size()
+    if size > vocab_size:
+        raise ModelLoadError(
+            f"{where}: the tokenizer has {size} tokens but the model's vocab_size ({source}) is {vocab_size}; "
+            "pair the model with the tokenizer it was trained with or fix vocab_size"
+        )
+
+
+def check_finite(state: dict[str, torch.Tensor], where: Path | str, remedy: str) -> None:
+    """Refuse NaN or inf in any floating tensor of ``state``: one ``isfinite`` pass per tensor, counts only for bad ones."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        counts = ", ".join(
+            f"tensor {name} holds {int(torch.isnan(state[name]).sum())} NaN and {int(torch.isinf(state[name]).sum())} inf values" for name in bad[:3]
+        )
+        more = f" (and {len(bad) - 3} more tensors)" if len(bad) > 3 else ""
+        raise ModelLoadError(f"{where}: {counts}{more}; {remedy}")
 
 
 def load_checkpoint(folder: str | os.PathLike[str], spiking: SpikingConfig | None = None) -> LoadedModel:
@@ -119,21 +187,22 @@ def load_checkpoint(folder: str | os.PathLike[str], spiking: SpikingConfig | Non
     if spiking is not None:
         config = {**config, "spiking": spiking.to_dict()}
     model = build_from_config(config, folder / CONFIG_FILE)
+    vocab_size = model.config.vocab_size
+    eos_id, bos_id = special_token_ids(config.get("special_tokens"), vocab_size, folder / CONFIG_FILE)
+    tokenizer = None
+    if (folder / TOKENIZER_FILE).exists():
+        tokenizer = read_tokenizer(folder / TOKENIZER_FILE)
+        check_vocabulary(tokenizer, vocab_size, folder / TOKENIZER_FILE, f"in {CONFIG_FILE}")
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.exists():
         raise ModelLoadError(f"{weights_path}: missing")
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ModelLoadError(f"{weights_path}: corrupt or unreadable safetensors file ({err})") from None
+        raise ModelLoadError(f"{weights_path}: corrupt or unreadable safetensors file ({_one_line(err)})") from None
+    check_finite(state, weights_path, "the checkpoint is damaged: re-train or re-convert it")
     load_weights(model, state, weights_path)
-    tokenizer = None
-    if (folder / TOKENIZER_FILE).exists():
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-    special = config.get("special_tokens") or {}
-    return LoadedModel(model, tokenizer, config.get("name", folder.name), str(folder), int(special.get("eos_id") or 0), special.get("bos_id"))
+    return LoadedModel(model, tokenizer, config.get("name", folder.name), str(folder), eos_id, bos_id)
 
 
 # State that only spiking/quantized operators have (quantizer calibration, neuron parameters): a
@@ -266,6 +335,7 @@ def load_gguf(path: str | os.PathLike[str], spiking: SpikingConfig | None = None
     arch = _field(reader, "general.architecture")
     model = LlamaForCausalLM(config, spiking, init_weights=False)
     state: dict[str, torch.Tensor] = {}
+    file_names: dict[str, str] = {}  # our name -> the GGUF's, for error messages
     for tensor in reader.tensors:
         kind = tensor.tensor_type.name
         if kind not in SUPPORTED_GGUF_TYPES:
@@ -289,12 +359,15 @@ def load_gguf(path: str | os.PathLike[str], spiking: SpikingConfig | None = None
         else:
             raise ModelLoadError(f"{path}: unexpected tensor {tensor.name}")
         state[name] = torch.from_numpy(np.ascontiguousarray(weights))
+        file_names[name] = tensor.name
+    check_finite({file_names[n]: t for n, t in state.items()}, path, "the GGUF is damaged: convert or download it again")
     load_weights(model, state, path)
+    tokenizer = gguf_tokenizer(reader, path)
+    check_vocabulary(tokenizer, config.vocab_size, path, "in the GGUF metadata")
     eos = _field(reader, "tokenizer.ggml.eos_token_id", 0)
     bos = _field(reader, "tokenizer.ggml.bos_token_id")
     return LoadedModel(
-        model.eval(), gguf_tokenizer(reader, path), str(_field(reader, "general.name", path.stem)), str(path),
-        int(eos), None if bos is None else int(bos),
+        model.eval(), tokenizer, str(_field(reader, "general.name", path.stem)), str(path), int(eos), None if bos is None else int(bos)
     )
 
 

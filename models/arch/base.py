@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any, ClassVar
+from types import NoneType, UnionType
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 import torch
 from torch import nn
@@ -92,6 +93,42 @@ class CausalLM(nn.Module):
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (read from JSON or TOML) is of type ``hint``.
+
+    A bool fits only ``bool``; an int fits ``int`` and ``float`` but a bool fits neither; a
+    union fits any member (``X | None`` takes None); a list or tuple fits a ``tuple``/``list``
+    hint element by element; anything else is an ``isinstance`` check.
+    """
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        return any(_fits(value, member) for member in args)
+    if hint in (int, float):
+        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(_fits, value, args))
+        return all(_fits(v, args[0]) for v in value) if args else True
+    return isinstance(value, origin or hint)
+
+
+def _type_name(hint: Any) -> str:
+    """``hint`` as written in the dataclass: ``int``, ``int | None``, ``tuple[str, ...]``."""
+    if get_origin(hint) in (Union, UnionType):
+        return " | ".join(_type_name(member) for member in get_args(hint))
+    if hint is NoneType:
+        return "None"
+    return hint.__name__ if isinstance(hint, type) and not get_args(hint) else str(hint)
+
+
+def _as_declared(value: Any, hint: Any) -> Any:
+    """``value`` with a JSON list turned into a tuple where the field is a tuple (frozen configs stay hashable)."""
+    tuple_field = tuple in (get_origin(hint), *(get_origin(member) for member in get_args(hint)))
+    return tuple(value) if tuple_field and isinstance(value, list) else value
+
+
 class ArchConfig:
     """Mixin of the config dataclasses: a JSON round trip tagged with the architecture's name."""
 
@@ -102,11 +139,22 @@ class ArchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
+        """The config ``d`` holds (``to_dict``'s output or a TOML table).
+
+        A one-line ValueError when ``d`` is not a mapping, has a key that is not a field, or a
+        value not of its field's declared type (see ``_fits``).
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"{cls.architecture} config must be a mapping of field names to values, got {d!r}")
         d = {k: v for k, v in d.items() if k != "architecture"}
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))  # type: ignore[attr-defined]
         if unknown:
             raise ValueError(f"{cls.architecture} config has unknown keys {unknown}")
-        return cls(**d)
+        hints = get_type_hints(cls)
+        for name, value in d.items():
+            if not _fits(value, hints[name]):
+                raise ValueError(f"{cls.architecture} config field {name} must be of type {_type_name(hints[name])}, got {value!r}")
+        return cls(**{name: _as_declared(value, hints[name]) for name, value in d.items()})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

@@ -9,6 +9,7 @@ any mode, for ablations; the model then reports a lower spiking coverage.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from numbers import Real
 from typing import Any
 
 from models.spiking.checks import check_bits, check_time_steps, max_level
@@ -82,13 +83,45 @@ class SpikingConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SpikingConfig":
+        """The config ``to_dict`` wrote; a one-line ValueError naming the key for a value of the wrong kind."""
+        if not isinstance(d, dict):
+            raise ValueError(f"spiking config must be a mapping of settings (mode, bits, ...), got {d!r}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"spiking config has unknown keys {unknown}")
         d = dict(d)
-        d["keep_float"] = tuple(d.get("keep_float", ()))
-        d["silu_x_max_per_layer"] = {int(k): float(v) for k, v in d.get("silu_x_max_per_layer", {}).items()}
-        d["gelu_x_max_per_layer"] = {int(k): float(v) for k, v in d.get("gelu_x_max_per_layer", {}).items()}
-        d["kind_bits"] = {str(k): int(v) for k, v in d.get("kind_bits", {}).items()}
+        for key, (convert, expected) in _FROM_JSON.items():
+            if key in d:
+                d[key] = _converted(key, d[key], convert, expected)
+        for key in ("silu_x_max", "gelu_x_max"):
+            if key in d and not isinstance(d[key], Real):
+                raise ValueError(f"spiking config {key} must be a number, got {d[key]!r}")
         return cls(**d)
+
+
+def _layer_numbers(d: dict) -> dict[int, float]:
+    """``{"0": 8.0}`` (JSON keys are strings) as ``{0: 8.0}``."""
+    return {int(k): float(v) for k, v in d.items()}
+
+
+def _kind_bits(d: dict) -> dict[str, int]:
+    """Bit widths by operator kind, as ints."""
+    return {str(k): int(v) for k, v in d.items()}
+
+
+# The container fields: how from_dict turns their JSON form into the field's, and what it expects.
+_FROM_JSON = {
+    "keep_float": (tuple, "a list of operator kinds"),
+    "silu_x_max_per_layer": (_layer_numbers, 'a mapping of layer numbers to numbers, e.g. {"0": 8.0}'),
+    "gelu_x_max_per_layer": (_layer_numbers, 'a mapping of layer numbers to numbers, e.g. {"0": 8.0}'),
+    "kind_bits": (_kind_bits, 'a mapping of operator kinds to bit widths, e.g. {"multiply": 10}'),
+}
+
+
+def _converted(key: str, value: Any, convert: Any, expected: str) -> Any:
+    """``convert(value)``, or a one-line ValueError naming ``key`` when the value cannot be converted."""
+    try:
+        return convert(value)
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError(f"spiking config {key} must be {expected}, got {value!r}") from None
