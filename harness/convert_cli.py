@@ -10,6 +10,7 @@ Writes to ``--out`` (default ``results/convert/<model>-b<bits>-T<T>``):
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from pathlib import Path
@@ -17,12 +18,14 @@ from pathlib import Path
 import torch
 
 from models.arch.llama import spiking_coverage
-from models.arch.spiking_config import SpikingConfig
+from models.arch.spiking_config import OPERATOR_KINDS, SpikingConfig
 from models.audit import audit_conversion, audit_table, worst_layers, write_audit
 from models.convert import convert
 from models.load import load_model, save_checkpoint
 from models.perplexity import token_perplexity
+from models.spiking.checks import check_bits, check_time_steps, max_level
 from models.spiking.counters import OpCounter
+from tasks.files import check_writable
 
 from .data_cli import use_data_dir
 from .runs import atomic_write_json
@@ -43,14 +46,41 @@ def text_ids(tokenizer, data_set: str, split: str, tokens: int) -> list[int]:
 
 
 def parse_kind_bits(items: list[str] | None) -> dict[str, int]:
-    """``["multiply=10", "silu=9"]`` -> {"multiply": 10, "silu": 9}."""
+    """``["multiply=10", "silu=9"]`` -> {"multiply": 10, "silu": 9}; one-line errors for bad kinds or bit widths."""
     out = {}
     for item in items or []:
-        kind, _, bits = item.partition("=")
-        if not bits.strip().isdigit():
+        kind, _, bits = (part.strip() for part in item.partition("="))
+        if not bits.isdigit():
             raise ValueError(f"--kind-bits expects KIND=BITS (e.g. multiply=10), got {item!r}")
-        out[kind.strip()] = int(bits)
+        if kind not in OPERATOR_KINDS:
+            raise ValueError(f"--kind-bits {item!r}: unknown operator kind {kind!r}; known: {', '.join(OPERATOR_KINDS)}")
+        out[kind] = check_bits(int(bits), f"--kind-bits {kind}")
     return out
+
+
+def spiking_config(args: argparse.Namespace) -> SpikingConfig:
+    """The conversion's SpikingConfig from the flags, each checked with a one-line error naming it."""
+    check_bits(args.bits, "--bits")
+    if args.time_steps is not None:
+        check_time_steps(args.time_steps, "--time-steps", upper=max_level(args.bits))
+    return SpikingConfig(
+        bits=args.bits,
+        time_steps=args.time_steps,
+        linear_granularity=args.granularity,
+        norm_granularity=args.granularity,
+        kind_bits=parse_kind_bits(args.kind_bits),
+    )
+
+
+def check_lengths(args: argparse.Namespace) -> None:
+    """--window, --audit-windows and the token counts: enough text for at least one window each."""
+    if args.window < 2:
+        raise ValueError(f"--window must be >= 2, got {args.window}")
+    if args.audit_windows < 1:
+        raise ValueError(f"--audit-windows must be >= 1, got {args.audit_windows}")
+    for flag, tokens in (("--calibration-tokens", args.calibration_tokens), ("--eval-tokens", args.eval_tokens)):
+        if tokens < args.window:
+            raise ValueError(f"{flag} {tokens} is less than one --window of {args.window} tokens; raise {flag} or lower --window")
 
 
 def windows(ids: list[int], window: int, batch_size: int) -> list[torch.Tensor]:
@@ -59,20 +89,16 @@ def windows(ids: list[int], window: int, batch_size: int) -> list[torch.Tensor]:
     return [chunks[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def run_convert(args) -> int:
+def run_convert(args: argparse.Namespace) -> int:
+    """``snnbench convert``: every flag and --out checked first, then convert, measure, audit and save."""
+    spiking = spiking_config(args)
+    check_lengths(args)
+    out = check_writable(args.out or f"results/convert/{Path(args.model).name}-b{args.bits}-T{spiking.T}", "--out")
     use_data_dir(args.data_dir)
     started = time.perf_counter()
-    spiking = SpikingConfig(
-        bits=args.bits,
-        time_steps=args.time_steps,
-        linear_granularity=args.granularity,
-        norm_granularity=args.granularity,
-        kind_bits=parse_kind_bits(args.kind_bits),
-    )
     loaded = load_model(args.model)
     if loaded.tokenizer is None:
         raise ValueError(f"model {args.model!r} has no tokenizer to read the calibration text with")
-    out = Path(args.out or f"results/convert/{Path(args.model).name}-b{args.bits}-T{spiking.T}")
     print(f"converting {loaded.name} ({loaded.model.num_parameters():,} parameters) at {args.bits} bits, T={spiking.T}, {args.granularity} scales")
     calibration = text_ids(loaded.tokenizer, args.calibration_data, "train", args.calibration_tokens)
     conversion = convert(loaded.model, windows(calibration, args.window, 2), spiking)

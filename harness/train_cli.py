@@ -11,24 +11,62 @@ A QAT run is then converted to the SNN (an operator swap) and its test perplexit
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tasks.files import check_writable
 
 from .data_cli import use_data_dir
 
+if TYPE_CHECKING:
+    from models.train.config import TrainConfig
 
-def run_train(args) -> int:
+
+def check_flags(args: argparse.Namespace) -> None:
+    """One-line errors for bad flags, before any config, corpus or model is read."""
+    from models.arch.registry import ARCHITECTURES
+    from models.spiking.checks import check_bits
+
+    if args.arch not in ARCHITECTURES:
+        raise ValueError(f"--arch {args.arch!r} is unknown; known architectures: {', '.join(ARCHITECTURES)}")
+    check_bits(args.bits, "--bits")
+    for flag, value, minimum in (("--batch-size", args.batch_size, 1), ("--max-steps", args.max_steps, 1), ("--warmup-steps", args.warmup_steps, 0)):
+        if value is not None and value < minimum:
+            raise ValueError(f"{flag} must be >= {minimum}, got {value}")
+
+
+def train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:
+    """(TrainConfig, model fields) of ``--config`` with the flags' overrides.
+
+    A ``--max-steps`` at or below the config's own warm-up is refused with the flag that fixes it.
+    """
+    from models.train.config import load_config
+
+    overrides = {"data": args.data, "max_steps": args.max_steps, "warmup_steps": args.warmup_steps, "seed": args.seed, "batch_size": args.batch_size}
+    if args.max_steps is not None and args.warmup_steps is None:
+        file_config, _ = load_config(args.config, args.arch, {**overrides, "max_steps": None})
+        if file_config.warmup_steps >= args.max_steps:
+            raise ValueError(
+                f"--max-steps {args.max_steps} leaves no room for the {file_config.warmup_steps} warm-up steps of config "
+                f"{args.config!r}; add --warmup-steps N with N < {args.max_steps} (e.g. --warmup-steps {args.max_steps // 10})"
+            )
+    return load_config(args.config, args.arch, overrides)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``snnbench train``: every flag, the config and --out checked first, then train, evaluate and (qat) convert."""
     from models.arch.spiking_config import SpikingConfig
     from models.convert import swap_mode
-    from models.train.config import load_config
     from models.train.data import token_stream
     from models.train.qat import SUMMARY, Trainer
 
-    use_data_dir(args.data_dir)
-    overrides = {"data": args.data, "max_steps": args.max_steps, "seed": args.seed, "batch_size": args.batch_size}
-    config, fields = load_config(args.config, args.arch, overrides)
-    out = Path(args.out or f"results/train/{args.arch}-{args.mode}-{Path(args.config).stem}-{config.data}")
+    check_flags(args)
     spiking = SpikingConfig(bits=args.bits, keep_float=tuple(args.keep_float or ()))
+    config, fields = train_config(args)
+    out = check_writable(args.out or f"results/train/{args.arch}-{args.mode}-{Path(args.config).stem}-{config.data}", "--out")
+    use_data_dir(args.data_dir)
     trainer = Trainer(args.arch, args.mode, config, fields, out, device=args.device, spiking=spiking, name=f"{args.arch}-{args.mode}")
     if trainer.rank == 0:
         print(f"training {args.arch} ({trainer.model.num_parameters():,} parameters) in mode {args.mode} on {config.data}: "
@@ -62,6 +100,7 @@ def add_parser(commands) -> None:
     p.add_argument("--config", default="tiny", help="a config name in models/train/configs (tiny, braingpt-150m) or a .toml path")
     p.add_argument("--data", default=None, help="corpus (overrides the config): ptb, shakespeare, webtext, brown ...")
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (overrides the config; below --max-steps)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--bits", type=int, default=8)

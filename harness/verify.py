@@ -33,8 +33,11 @@ from models.spiking import (
     naive_quantize,
     quantize_counts,
 )
+from tasks.files import check_writable
 
 from .runs import atomic_write_json
+
+MAX_TIME_STEPS = 127  # the operator checks run at 8 bits
 
 
 @dataclass
@@ -149,8 +152,20 @@ def silu_errors(time_steps: tuple[int, ...] = (15, 31, 63, 127), x_max: float = 
     return rows
 
 
+def check_arguments(time_steps: int, out: str | Path | None) -> None:
+    """One-line errors, before any check runs: T beyond 8 bits, an ``out`` that is a folder or cannot be written."""
+    if not 1 <= time_steps <= MAX_TIME_STEPS:
+        raise ValueError(f"--time-steps must be in 1..{MAX_TIME_STEPS} for the 8-bit checks, got {time_steps}")
+    if out is None:
+        return
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file path such as {Path(out) / 'verify.json'}")
+    check_writable(Path(out).parent, "--out")
+
+
 def run_verify(time_steps: int = 127, seed: int = 0, out: str | Path | None = "results/verify/verify.json") -> int:
-    """Run every check, print the table, write ``out``; returns the process exit status."""
+    """Check the arguments, run every check, print the table, write ``out``; returns the process exit status."""
+    check_arguments(time_steps, out)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     checks = _neuron_checks(generator) + _synapsis_checks(generator, time_steps) + _operator_checks(generator, time_steps)

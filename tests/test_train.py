@@ -5,6 +5,7 @@ import json
 import math
 import os
 import random
+import shutil
 import socket
 
 import pytest
@@ -15,6 +16,7 @@ from harness.cli import main
 from models.train.config import TrainConfig, load_config
 from models.train.qat import Trainer, TrainingError, learning_rate
 from tasks.datasets import DATASETS, build
+from tasks.files import FolderLock, LockedError
 from tests.fake_registry import FakeRegistry
 
 WORDS = "the a cat dog sat ran on under mat log N <unk> big small red blue".split()
@@ -105,6 +107,99 @@ def test_a_killed_run_resumes_exactly(corpus, tmp_path):
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert _losses(tmp_path / "straight") == _losses(tmp_path / "killed")
+
+
+def _checkpoints_at_3_and_6(corpus, tmp_path):
+    """A run folder whose checkpoint is at step 6, and a copy of the step-3 checkpoint it replaced (written earlier)."""
+    out = tmp_path / "run"
+    _trainer(corpus, out, max_steps=3).run(progress=False)
+    step3 = tmp_path / "step3"
+    shutil.copytree(out / "checkpoint", step3)  # keeps the files' times: this one stays the older
+    _trainer(corpus, out).run(progress=False)
+    return out, step3
+
+
+def _between_the_renames(out, step3):
+    """Killed after checkpoint -> .checkpoint-old-<pid>, before the new .checkpoint-XXXX -> checkpoint."""
+    os.replace(out / "checkpoint", out / ".checkpoint-k1ll3d")
+    shutil.copytree(step3, out / ".checkpoint-old-4242")
+
+
+def _before_the_old_one_was_deleted(out, step3):
+    shutil.copytree(step3, out / ".checkpoint-old-4242")
+
+
+def _while_writing_the_new_one(out, step3):
+    """Killed while .checkpoint-XXXX was written: one empty, one without trainer.json; the old checkpoint in place."""
+    shutil.copytree(out / "checkpoint", out / ".checkpoint-partial")
+    (out / ".checkpoint-partial" / "trainer.json").unlink()
+    (out / ".checkpoint-empty").mkdir()
+    shutil.rmtree(out / "checkpoint")
+    shutil.copytree(step3, out / "checkpoint")
+
+
+def _while_writing_trainer_json(out, step3):
+    """The new checkpoint's trainer.json cut short, left between the renames: the old one is the newest complete."""
+    os.replace(out / "checkpoint", out / ".checkpoint-k1ll3d")
+    text = (out / ".checkpoint-k1ll3d" / "trainer.json").read_text()
+    (out / ".checkpoint-k1ll3d" / "trainer.json").write_text(text[: len(text) // 2])
+    shutil.copytree(step3, out / ".checkpoint-old-4242")
+
+
+@pytest.mark.parametrize("kill, resumed_at", [
+    (_between_the_renames, 6),
+    (_before_the_old_one_was_deleted, 6),
+    (_while_writing_the_new_one, 3),
+    (_while_writing_trainer_json, 3),
+])
+def test_a_run_killed_while_checkpointing_resumes_from_the_newest_complete_checkpoint(corpus, tmp_path, kill, resumed_at):
+    out, step3 = _checkpoints_at_3_and_6(corpus, tmp_path)
+    kill(out, step3)
+    for folder in (out, out / "checkpoint"):
+        if folder.is_dir():
+            (folder / ".config.json.k1ll3d.tmp").write_text("{")  # a killed atomic write
+    with open(out / "log.jsonl", "a") as log:
+        log.write('{"step": 7, "lo')  # a log line cut short
+    resumed = _trainer(corpus, out, max_steps=9)
+    started = []
+    original = resumed.train_step
+
+    def recording_step():
+        started.append(resumed.step)
+        return original()
+
+    resumed.train_step = recording_step
+    assert resumed.run(progress=False).steps == 9
+    assert started[0] == resumed_at
+    assert json.loads((out / "checkpoint" / "trainer.json").read_text())["step"] == 9
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == list(range(1, 10))
+    assert not list(out.glob(".checkpoint-*")) and not list(out.rglob("*.tmp"))
+
+
+def test_a_second_training_into_the_same_folder_is_refused(corpus, tmp_path, capsys):
+    """A live run's lock refuses a second one (one line, nothing touched); the lock goes when a run ends."""
+    out = tmp_path / "run"
+    (out / ".checkpoint-old-4242").mkdir(parents=True)
+    with FolderLock(out, "someone else's run"):
+        with pytest.raises(LockedError, match=rf"training run {out} is in use by process {os.getpid()} .*; wait for it or use another --out"):
+            _trainer(corpus, out)
+        assert main(["train", "--arch", "llama", "--config", str(corpus), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "wait for it or use another --out" in err
+        assert (out / ".checkpoint-old-4242").is_dir() and not (out / "tokenizer.json").exists()  # no clean-up, no work
+    _trainer(corpus, out).run(progress=False)
+    assert not (out / ".checkpoint-old-4242").exists()
+    FolderLock(out, "the finished run").acquire().release()  # run() released it
+
+
+def test_warmup_steps_flag_allows_a_shorter_run(corpus, tmp_path, capsys):
+    """--max-steps 2 is refused with the config's warm-up of 2, naming --warmup-steps; with it the run trains."""
+    args = ["train", "--arch", "llama", "--mode", "ann", "--config", str(corpus), "--max-steps", "2"]
+    assert main([*args, "--out", str(tmp_path / "short")]) == 2
+    assert "--warmup-steps" in capsys.readouterr().err and not (tmp_path / "short").exists()
+    assert main([*args, "--warmup-steps", "1", "--out", str(tmp_path / "short")]) == 0
+    summary = json.loads((tmp_path / "short" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["config"]["warmup_steps"] == 1
 
 
 def _free_port() -> int:

@@ -2,8 +2,10 @@
 
 ``<out>/checkpoint/`` holds ``model.safetensors`` + ``config.json`` + ``tokenizer.json`` (so
 ``--model <out>/checkpoint`` evaluates it directly), ``optimizer.safetensors`` (AdamW's moment
-tensors, flattened) and ``trainer.json`` (step, counters, the optimizer's hyperparameters). It
-is written to a temporary folder and swapped in, so a kill never leaves a half checkpoint.
+tensors, flattened) and ``trainer.json`` (step, counters, the optimizer's hyperparameters; written
+last, so a folder with a readable trainer.json is complete). It is written to a temporary folder
+``.checkpoint-XXXX`` and swapped in (``checkpoint`` -> ``.checkpoint-old-<pid>``, the temporary
+folder -> ``checkpoint``); ``recover_checkpoint`` finishes or undoes a swap a kill interrupted.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.load import ModelLoadError, load_checkpoint, save_checkpoint
+from models.load import CONFIG_FILE, WEIGHTS_FILE, ModelLoadError, load_checkpoint, save_checkpoint
+from tasks.files import atomic_write_json
 
 CHECKPOINT = "checkpoint"
+TRAINER_FILE = "trainer.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STRAY_PATTERN = ".checkpoint-*"  # temporary folders of a save and the replaced checkpoint (.checkpoint-old-<pid>)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -43,13 +49,14 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def save_training_checkpoint(out: Path, model, tokenizer, special_tokens: dict, optimizer: torch.optim.Optimizer, trainer: dict[str, Any]) -> Path:
+    """Write model, optimizer and ``trainer`` state to a temporary folder, then swap it in as ``out/checkpoint``."""
     final = out / CHECKPOINT
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".checkpoint-"))
     try:
         save_checkpoint(model, tmp, tokenizer, extra={"name": trainer.get("name", "trained"), "training": trainer}, special_tokens=special_tokens)
         tensors, meta = _flatten_optimizer(optimizer.state_dict())
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "trainer.json").write_text(json.dumps({**trainer, "optimizer": meta}, indent=2))
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        atomic_write_json(tmp / TRAINER_FILE, {**trainer, "optimizer": meta})  # last: it marks the folder complete
         old = out / f".checkpoint-old-{os.getpid()}"
         if final.exists():
             os.replace(final, old)
@@ -61,8 +68,44 @@ def save_training_checkpoint(out: Path, model, tokenizer, special_tokens: dict, 
     return final
 
 
+def _complete_state(folder: Path) -> dict[str, Any] | None:
+    """The trainer state of ``folder`` if it is a complete checkpoint (trainer.json readable, weights and optimizer there), else None."""
+    if not all((folder / name).is_file() for name in (WEIGHTS_FILE, CONFIG_FILE, OPTIMIZER_FILE)):
+        return None
+    try:
+        state = json.loads((folder / TRAINER_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("step"), int) and "optimizer" in state else None
+
+
+def _saved_at(folder: Path, state: dict[str, Any]) -> tuple[int, int]:
+    """Sort key of a complete checkpoint: when its trainer.json was written (renames keep it), then its step."""
+    return (folder / TRAINER_FILE).stat().st_mtime_ns, state["step"]
+
+
+def recover_checkpoint(out: Path) -> Path | None:
+    """Keep the newest complete checkpoint of ``out`` as ``out/checkpoint`` and delete the other copies; returns it, or None.
+
+    A kill during ``save_training_checkpoint`` leaves ``.checkpoint-XXXX`` (being written, or complete
+    but not yet swapped in) and ``.checkpoint-old-<pid>`` (the replaced one, or the only one left
+    between the two renames). ``checkpoint`` itself is only replaced, never just removed: damage no
+    kill explains is left for the loader to report. Call it only while holding the run folder's lock.
+    """
+    final = out / CHECKPOINT
+    strays = [folder for folder in sorted(out.glob(STRAY_PATTERN)) if folder.is_dir()]
+    complete = {folder: state for folder in (final, *strays) if folder.is_dir() and (state := _complete_state(folder)) is not None}
+    newest = max(complete, key=lambda folder: _saved_at(folder, complete[folder]), default=None)
+    if newest is not None and newest != final:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(newest, final)
+    for folder in strays:
+        shutil.rmtree(folder, ignore_errors=True)  # the newest one is already in place
+    return final if newest is not None else None
+
+
 def read_trainer_state(out: Path) -> dict[str, Any] | None:
-    path = out / CHECKPOINT / "trainer.json"
+    path = out / CHECKPOINT / TRAINER_FILE
     if not path.exists():
         return None
     try:
@@ -87,8 +130,8 @@ def restore(out: Path, model, optimizer: torch.optim.Optimizer) -> dict[str, Any
         )
     model.load_state_dict(loaded.model.state_dict())
     try:
-        tensors = load_file(str(folder / "optimizer.safetensors"))
+        tensors = load_file(str(folder / OPTIMIZER_FILE))
     except Exception as err:  # safetensors raises its own error type on damaged files
-        raise ModelLoadError(f"{folder / 'optimizer.safetensors'}: unreadable ({err})") from None
+        raise ModelLoadError(f"{folder / OPTIMIZER_FILE}: unreadable ({err})") from None
     optimizer.load_state_dict(_unflatten_optimizer(tensors, trainer["optimizer"]))
     return trainer

@@ -6,6 +6,10 @@ perplexity, checkpoints with optimizer state and exact resume after a kill (the 
 is a function of the seed and the step only), a progress bar and a JSONL log of loss and
 perplexity. Under ``torchrun`` it runs data-parallel (DDP: gloo on CPU, nccl on GPU); the
 global batch is the same whatever the number of processes, so the loss curve is too.
+
+The output folder is locked from the Trainer's construction to the end of ``run`` (or ``close``),
+so two trainings into one folder are refused; holding the lock, the Trainer first repairs what a
+kill left there (a checkpoint swap cut short, temporary files).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from tqdm.auto import tqdm
 
 from models.arch.registry import architecture
 from models.arch.spiking_config import SpikingConfig
+from tasks.files import FolderLock, atomic_write_json, atomic_write_text, remove_temporaries
 
-from .checkpoint import read_trainer_state, restore, save_training_checkpoint
+from .checkpoint import read_trainer_state, recover_checkpoint, restore, save_training_checkpoint
 from .config import TrainConfig
 from .data import corpus_tokenizer, end_token, eval_windows, global_batches, shard, token_stream
 
@@ -49,6 +54,19 @@ def learning_rate(config: TrainConfig, step: int) -> float:
         period *= config.restart_mult
     progress = min(1.0, t / max(1, period))
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _log_lines_up_to(text: str, step: int) -> list[str]:
+    """The lines of a JSONL training log for steps <= ``step``; a line a kill cut short is dropped."""
+    kept = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record["step"] <= step:
+            kept.append(line)
+    return kept
 
 
 def distributed() -> tuple[int, int]:
@@ -105,7 +123,31 @@ class Trainer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
-        self.out.mkdir(parents=True, exist_ok=True)
+        # rank 0 holds the lock and repairs the folder; the other ranks wait for it at the tokenizer barrier
+        self.lock = FolderLock(self.out, f"training run {self.out}", advice="wait for it or use another --out").acquire() if self.rank == 0 else None
+        try:
+            if self.lock is not None:
+                self._repair()
+            self._build(model_fields, spiking)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ setup
+
+    def _repair(self) -> None:
+        """Undo what a kill left in the output folder: finish or roll back a checkpoint swap, delete temporary files."""
+        recover_checkpoint(self.out)
+        remove_temporaries(self.out)
+
+    def close(self) -> None:
+        """Release the output folder's lock (``run`` does it when it ends); safe to call twice."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def _build(self, model_fields: dict[str, Any], spiking: SpikingConfig | None) -> None:
+        """Tokenizer, token streams, model, optimizer and (under torchrun) the DDP wrapper."""
+        arch, mode, config = self.arch, self.mode, self.config
         self.tokenizer = self._tokenizer()
         config_cls, model_cls = architecture(arch)
         self.model_cls = model_cls
@@ -131,8 +173,6 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    # ------------------------------------------------------------------ setup
 
     def _tokenizer(self):
         folder = self.out
@@ -270,11 +310,17 @@ class Trainer:
         restore(self.out, self.model, self.optimizer)
         self.step, self.tokens_seen, self.elapsed = state["step"], state["tokens_seen"], state["elapsed"]
         if self.rank == 0 and (self.out / LOG).exists():  # drop log lines written after the checkpoint
-            lines = (self.out / LOG).read_text().splitlines()
-            kept = [line for line in lines if json.loads(line)["step"] <= self.step]
-            (self.out / LOG).write_text("".join(line + "\n" for line in kept))
+            kept = _log_lines_up_to((self.out / LOG).read_text(), self.step)
+            atomic_write_text(self.out / LOG, "".join(line + "\n" for line in kept))
 
     def run(self, fresh: bool = False, progress: bool = True) -> TrainResult:
+        """Train to ``max_steps`` (resuming the checkpoint unless ``fresh``) and evaluate; releases the folder's lock."""
+        try:
+            return self._run(fresh, progress)
+        finally:
+            self.close()
+
+    def _run(self, fresh: bool, progress: bool) -> TrainResult:
         config = self.config
         self._resume(fresh)
         self.model.train()
@@ -312,8 +358,6 @@ class Trainer:
         valid = self.perplexity(self.valid_stream)
         result = TrainResult(self.out, self.step, test, valid, self.tokens_seen / self.elapsed if self.elapsed else float("nan"), self.elapsed)
         if self.rank == 0:
-            from harness.runs import atomic_write_json
-
             atomic_write_json(self.out / SUMMARY, {
                 "name": self.name, "arch": self.arch, "mode": self.mode, "steps": self.step, "tokens_seen": self.tokens_seen,
                 "parameters": self.model.num_parameters(), "test_perplexity": test, "valid_perplexity": valid,
