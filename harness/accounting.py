@@ -23,12 +23,42 @@ from models.spiking.counters import OpCounter, OpStats
 
 @dataclass
 class TaskCost:
+    """What one task cost: tokens, forwards, seconds, counted operations and energy per meter source.
+
+    ``idle_joules[source]`` is the idle power of a measured source times the seconds it measured,
+    so ``measured_joules[s] - idle_joules[s]`` is the energy above idle (both are reported).
+    """
+
     tokens: int = 0
     windows: int = 0
     seconds: float = 0.0
     ops: OpStats = field(default_factory=OpStats)
     measured_joules: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     estimated_joules: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    idle_joules: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def merge(self, other: "TaskCost") -> "TaskCost":
+        """The sum of two costs (e.g. two ranks' shares of a task)."""
+        out = TaskCost(self.tokens + other.tokens, self.windows + other.windows, self.seconds + other.seconds, self.ops + other.ops)
+        for name in ("measured_joules", "estimated_joules", "idle_joules"):
+            target = getattr(out, name)
+            for part in (getattr(self, name), getattr(other, name)):
+                for source, joules in part.items():
+                    target[source] += joules
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": self.tokens, "windows": self.windows, "seconds": self.seconds, "ops": self.ops.as_dict(),
+                "measured_joules": dict(self.measured_joules), "estimated_joules": dict(self.estimated_joules),
+                "idle_joules": dict(self.idle_joules)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskCost":
+        ops = OpStats(**{k: v for k, v in d["ops"].items() if k in OpStats.__dataclass_fields__})
+        out = cls(d["tokens"], d["windows"], d["seconds"], ops)
+        for name in ("measured_joules", "estimated_joules", "idle_joules"):
+            getattr(out, name).update(d.get(name, {}))
+        return out
 
 
 def _scaled(stats: OpStats, share: float) -> OpStats:
@@ -86,16 +116,11 @@ class Accounting:
                 if reading.joules is not None:
                     target = cost.measured_joules if reading.kind == "measured" else cost.estimated_joules
                     target[reading.source] += reading.joules * share
+                    if reading.idle_watts is not None and reading.kind == "measured":
+                        cost.idle_joules[reading.source] += reading.idle_watts * reading.seconds * share
 
     def totals(self) -> TaskCost:
         out = TaskCost()
         for cost in self.tasks.values():
-            out.tokens += cost.tokens
-            out.windows += cost.windows
-            out.seconds += cost.seconds
-            out.ops = out.ops + cost.ops
-            for k, v in cost.measured_joules.items():
-                out.measured_joules[k] += v
-            for k, v in cost.estimated_joules.items():
-                out.estimated_joules[k] += v
+            out = out.merge(cost)
         return out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 
 def _positive_int(text: str) -> int:
@@ -72,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     try:
         if args.command == "verify":
-            if args.time_steps > 127:
-                raise ValueError(f"--time-steps must be in 1..127 for the 8-bit checks, got {args.time_steps}")
             from .verify import run_verify
 
             return run_verify(args.time_steps, args.seed, args.out)
@@ -127,20 +127,56 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             return run_demo(args)
-    except ValueError as err:
-        print(f"snnbench {args.command}: error: {err}", file=sys.stderr)
+    except ValueError as err:  # a user mistake or bad input: what is wrong and how to fix it
+        print(f"snnbench {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
-    except RuntimeError as err:
-        from models.train.qat import TrainingError
-
-        if not isinstance(err, TrainingError):
-            raise
-        print(f"snnbench {args.command}: stopped: {err}", file=sys.stderr)  # e.g. a NaN loss; the last good checkpoint is kept
-        return 3
     except KeyboardInterrupt:
         print(f"snnbench {args.command}: interrupted; finished work is kept, run the command again to resume", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - nothing reaches the user as a traceback
+        from models.train.qat import TrainingError
+
+        if isinstance(err, TrainingError):  # e.g. a NaN loss; the last good checkpoint is kept
+            print(f"snnbench {args.command}: stopped: {one_line(err)}", file=sys.stderr)
+            return 3
+        log = crash_log(args.command)
+        if isinstance(err, OSError):  # disk full, permissions, a file vanished: the system's words and the file
+            where = f" ({err.filename})" if err.filename else ""
+            print(f"snnbench {args.command}: error: {err.strerror or type(err).__name__}{where}; traceback in {log}", file=sys.stderr)
+            return 2
+        print(f"snnbench {args.command}: internal error: {type(err).__name__}: {one_line(err)}; traceback in {log} "
+              "(please report it with that file)", file=sys.stderr)
+        return 1
     return 0
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (some libraries' messages span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def crash_log(command: str) -> Path:
+    """Write the current exception's traceback to a log file and return its path.
+
+    The folder is ``$SNNBENCH_LOG_DIR``, else ``<data folder>/logs``, else the system's temporary folder.
+    """
+    import tempfile
+    import time
+    import traceback
+
+    from tasks.fetch import data_dir
+
+    text = f"snnbench {command} ({' '.join(sys.argv)})\n{traceback.format_exc()}"
+    name = f"crash-{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    folders = [Path(os.environ["SNNBENCH_LOG_DIR"])] if os.environ.get("SNNBENCH_LOG_DIR") else []
+    for folder in [*folders, data_dir() / "logs", Path(tempfile.gettempdir()) / "snnbench-logs"]:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    return Path("(no writable folder for the log)")
 
 
 if __name__ == "__main__":

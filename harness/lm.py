@@ -20,7 +20,9 @@ Registered as ``snnbench``, so with snnbench installed::
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,6 +50,48 @@ def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def pick_device(device: str | None, world_size: int = 1) -> torch.device:
+    """The device to run on: ``device`` if usable; CPU when CUDA is absent (lm-eval's CLI defaults to
+    ``cuda:0`` on every machine); under a launcher with several CUDA processes, LOCAL_RANK's GPU."""
+    wanted = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if wanted.startswith("cuda") and not torch.cuda.is_available():
+        print(f"snnbench: CUDA is not available here, running on the CPU instead of {wanted}", file=sys.stderr)
+        return torch.device("cpu")
+    if wanted == "cuda" and world_size > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(wanted)
+
+
+def unique_requests(requests: list) -> tuple[list, list[int]]:
+    """Requests without repeats of the same object, and where each original request sits among them.
+
+    lm-eval pads the shorter rank of a data-parallel run with copies of its last request (the
+    same ``Instance`` object); computing each object once gives the same answers and keeps the
+    padding's cost out of the accounting.
+    """
+    position: dict[int, int] = {}
+    unique, where = [], []
+    for request in requests:
+        if id(request) not in position:
+            position[id(request)] = len(unique)
+            unique.append(request)
+        where.append(position[id(request)])
+    return unique, where
+
+
+class NonFiniteOutput(ValueError):
+    """The model produced NaN or inf scores; the message names the mode and the task."""
+
+
+def check_finite_scores(values: list[float], mode: str, tasks: list[str], what: str) -> None:
+    bad = [task for value, task in zip(values, tasks) if not math.isfinite(value)]
+    if bad:
+        raise NonFiniteOutput(
+            f"mode {mode}: {len(bad)} {what} score(s) are NaN or infinite (first on task {bad[0]}); the weights were checked "
+            "finite when loaded, so the model or its conversion overflows: not a result"
+        )
 
 
 @register_model("snnbench")
@@ -89,8 +133,10 @@ class SNNBenchLM(TemplateLM):
             model = load_model(str(pretrained))
         if model.tokenizer is None:
             raise ValueError(f"model {model.name!r} has no tokenizer; lm-eval needs one")
-        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._rank, self._world_size = _distributed()
+        self._device = pick_device(device, self._world_size)
         self.loaded = model
+        model.model.to(self._device)
         self.model = self._in_mode(model, mode, bits, time_steps, granularity, calibration_data, calibration_tokens).to(self._device).eval()
         self.tokenizer = model.tokenizer
         self.batch_size = int(batch_size) if str(batch_size) != "auto" else 8
@@ -98,7 +144,7 @@ class SNNBenchLM(TemplateLM):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.max_length = int(max_length or self.model.config.max_position_embeddings)
         self.max_gen_toks = int(max_gen_toks)
-        self._rank, self._world_size = _distributed()
+        self.mode_name = self.model.mode
         self.accounting = accounting or Accounting(self.model, meters=[], count_ops=False)
         self._task_of: list[str] = []
 
@@ -185,8 +231,11 @@ class SNNBenchLM(TemplateLM):
         return F.log_softmax(logits.float(), dim=-1).cpu()
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
-        self._task_of = [getattr(r, "task_name", None) or UNKNOWN_TASK for r in requests]
-        return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+        unique, where = unique_requests(requests)
+        self._task_of = [getattr(r, "task_name", None) or UNKNOWN_TASK for r in unique]
+        answers = super().loglikelihood(unique, disable_tqdm=disable_tqdm)
+        check_finite_scores([a[0] for a in answers], self.mode_name, self._task_of, "log-likelihood")
+        return [answers[i] for i in where]
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
         """Contexts shared by several requests are run once and their continuations scored from the
@@ -271,6 +320,12 @@ class SNNBenchLM(TemplateLM):
         return collator.get_original(results)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        unique, where = unique_requests(requests)
+        totals = self._rolling(unique, disable_tqdm)
+        check_finite_scores(totals, self.mode_name, [getattr(r, "task_name", None) or UNKNOWN_TASK for r in unique], "rolling log-likelihood")
+        return [totals[i] for i in where]
+
+    def _rolling(self, requests, disable_tqdm: bool) -> list[float]:
         windows: list[tuple[int, list[int], list[int], str]] = []
         for i, request in enumerate(requests):
             tokens = self.tok_encode(request.args[0])
@@ -297,6 +352,11 @@ class SNNBenchLM(TemplateLM):
         return totals
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        unique, where = unique_requests(requests)
+        texts = self._generate_all(unique, disable_tqdm)
+        return [texts[i] for i in where]
+
+    def _generate_all(self, requests, disable_tqdm: bool) -> list[str]:
         items = [(r.args[0], dict(r.args[1]), getattr(r, "task_name", None) or UNKNOWN_TASK) for r in requests]
         collator = Collator(items, sort_fn=lambda x: (-len(self.tok_encode(x[0])), x[0]), group_by="gen_kwargs", group_fn=lambda x: tuple(sorted((k, str(v)) for k, v in x[1].items())))
         results: list[str] = []
@@ -332,7 +392,10 @@ class SNNBenchLM(TemplateLM):
         with self.accounting.window(tasks, [len(e) for e in encoded]):
             logits, cache = self.model(ids.to(self._device), mask.to(self._device), use_cache=True)
         for _ in range(max_new):
-            next_ids = logits[:, -1].argmax(-1).cpu()
+            last = logits[:, -1]
+            if not bool(torch.isfinite(last).all()):
+                raise NonFiniteOutput(f"mode {self.mode_name}: NaN or infinite logits while generating for task {tasks[0]}; not a result")
+            next_ids = last.argmax(-1).cpu()
             for i, token in enumerate(next_ids.tolist()):
                 if not done[i]:
                     generated[i].append(token)

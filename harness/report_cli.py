@@ -30,7 +30,12 @@ def screenshot(html: Path, png: Path, width: int = 1200, height: int = 3000) -> 
 def run_report(args) -> int:
     from .report.build import build_report
 
+    from tasks.files import check_writable
+
     name = args.name or "+".join(Path(r).name for r in args.runs)[:120]
+    if not name or name in (".", "..") or "/" in name:
+        raise ValueError(f"--name {name!r} is not a plain folder name")
+    check_writable(Path(args.out) / name, "--out")
     out = build_report(args.runs, name, args.out)
     print(f"report: {out / 'report.html'} (and report.md, tables/, plots/)")
     if args.screenshot:

@@ -46,7 +46,7 @@ def braintransformers_table(metrics: pd.DataFrame, limit: int | None, model: str
             match = metrics[(metrics["task"] == task) & (metrics["metric"] == metric) & (metrics["filter"] == filt) & (metrics["mode"] == mode)]
             row[f"snnbench_{mode}"] = 100 * float(match["value"].iloc[0]) if len(match) else math.nan
             if len(match):
-                row["snnbench_docs"] = int(match["n_samples"].iloc[0]) if "n_samples" in match and pd.notna(match["n_samples"].iloc[0]) else None
+                row["snnbench_docs"] = int(match["documents"].iloc[0]) if "documents" in match and pd.notna(match["documents"].iloc[0]) else None
         row["snnbench_scale"] = f"{model} (135M), limit {limit} per (sub)task" if limit else f"{model} (135M)"
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -64,21 +64,19 @@ def braintransformers_table(metrics: pd.DataFrame, limit: int | None, model: str
 
 def reproduce_braintransformers(args) -> int:
     from .eval_cli import add_parser as add_eval
-    from .eval_cli import run_eval
+    from .eval_cli import evaluate_run
 
-    run_id = f"reproduce-braintransformers-limit{args.limit}" + (f"-ctx{args.max_length}" if args.max_length else "")
     parser = argparse.ArgumentParser()
     add_eval(parser.add_subparsers(dest="command"))
     eval_args = parser.parse_args([
         "eval", "--model", args.model, "--modes", "ann,snn-fused", "--suite", "braintransformers",
         "--limit", str(args.limit), "--max-gen-toks", str(args.max_gen_toks), "--results", args.results,
-        "--meters", args.meters, "--run-id", run_id, "--batch-size", str(args.batch_size),
+        "--meters", args.meters, "--batch-size", str(args.batch_size),
         *(["--max-length", str(args.max_length)] if args.max_length else []),
         *(["--data-dir", args.data_dir] if args.data_dir else []),
     ])
-    status = run_eval(eval_args)
-    run = Path(args.results) / run_id
-    metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() and (run / "metrics.csv").stat().st_size > 1 else pd.DataFrame(columns=["task", "metric", "filter", "mode", "value", "n_samples"])
+    status, run = evaluate_run(eval_args)
+    metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() and (run / "metrics.csv").stat().st_size > 1 else pd.DataFrame(columns=["task", "metric", "filter", "mode", "value", "documents"])
     table, notes = braintransformers_table(metrics, args.limit, args.model)
     notes.append(f"generation capped at {args.max_gen_toks} new tokens (a CPU budget): chain-of-thought tasks (BBH, GSM8K) score lower than uncapped")
     if args.max_length:

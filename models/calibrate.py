@@ -61,9 +61,10 @@ def collect_stats(ann: LlamaForCausalLM, batches: Iterable[torch.Tensor]) -> Act
                 stats.silu_absmax[layer] = max(stats.silu_absmax.get(layer, 0.0), float(args[0].detach().abs().max()))
 
             hooks.append(module.register_forward_pre_hook(silu_hook))
+    device = next(ann.parameters()).device  # calibrate where the model lives (a rank's GPU under torchrun)
     try:
         for ids in batches:
-            ann(ids)
+            ann(ids.to(device))
             stats.tokens += ids.numel()
     finally:
         for hook in hooks:

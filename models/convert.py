@@ -43,7 +43,7 @@ class Conversion:
 def to_qat(ann: LlamaForCausalLM, stats: ActivationStats, spiking: SpikingConfig) -> LlamaForCausalLM:
     """The QAT model: quantized operators, the float model's weights, calibrated scales and SiLU ranges."""
     spiking = spiking.with_mode("qat", silu_x_max_per_layer=stats.silu_ranges())
-    qat = type(ann)(ann.config, spiking, init_weights=False)
+    qat = type(ann)(ann.config, spiking, init_weights=False).to(next(ann.parameters()).device)
     missing, unexpected = qat.load_state_dict(ann.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"the float model has weights the QAT model lacks: {unexpected[:3]}")

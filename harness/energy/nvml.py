@@ -93,7 +93,6 @@ class NvmlMeter(EnergyMeter):
         self.sample_interval = sample_interval
         self.min_seconds = min_seconds
         self.name = f"nvml:gpu{gpu_index}"
-        self.idle_watts: float | None = None
         self._nvml.nvmlInit()
         self._open = True
         try:
@@ -196,14 +195,6 @@ class NvmlMeter(EnergyMeter):
             }
         self._t0 = None
         return self.reading(joules, seconds, details, "NVML's counter and power readings update too slowly for it", self.idle_watts)
-
-    def measure_idle(self, seconds: float = 5.0) -> float | None:
-        """Idle power (W) over ``seconds`` of sleep, kept and reported as ``idle_watts``."""
-        self.start()
-        time.sleep(seconds)
-        reading = self.stop()
-        self.idle_watts = reading.watts
-        return self.idle_watts
 
     def close(self) -> None:
         halt = getattr(self, "_halt", None)

@@ -30,7 +30,8 @@ def _machine(results: Results) -> str:
 
 def _presets(results: Results) -> str:
     for manifest in results.manifests.values():
-        names = [p["name"] for p in manifest.get("energy_presets", [])]
+        presets = ((manifest.get("settings") or {}).get("energy") or {}).get("presets") or manifest.get("energy_presets", [])
+        names = [p["name"] for p in presets]
         if names:
             return names[0]
     return "the run's first preset"
@@ -43,58 +44,127 @@ def _write_table(out: Path, name: str, frame: pd.DataFrame, tables: dict[str, st
     tables[name] = f"tables/{name}.csv"
 
 
+SETTING_COLUMNS = ("model", "modes", "bits", "time_steps", "granularity", "tasks", "limit", "max_length", "max_gen_toks", "batch_size", "device")
+
+
+def _run_settings(results: Results) -> pd.DataFrame:
+    """One row per eval run: the settings that make it that run (from its manifest)."""
+    rows = []
+    for run, manifest in sorted(results.manifests.items()):
+        settings = manifest.get("settings") or {}
+        model = settings.get("model") or {}
+        conversion = settings.get("conversion") or {}
+        rows.append({"run": run, "model": f"{model.get('name', '?')} ({str(model.get('sha256', ''))[:12]})", "modes": ",".join(settings.get("modes", manifest.get("modes", []))),
+                     "bits": conversion.get("bits"), "time_steps": conversion.get("time_steps"), "granularity": conversion.get("granularity"),
+                     "tasks": len(settings.get("tasks", manifest.get("tasks", []))), "limit": settings.get("limit"), "max_length": settings.get("max_length"),
+                     "max_gen_toks": settings.get("max_gen_toks"), "batch_size": settings.get("batch_size"), "device": settings.get("device")})
+    return pd.DataFrame(rows)
+
+
+def _column_label(frame: pd.DataFrame) -> pd.Series:
+    """``mode`` when one run is reported, ``run: mode`` when several: runs are never averaged together."""
+    if frame["run"].nunique() > 1:
+        return frame["run"].astype(str) + ": " + frame["mode"].astype(str)
+    return frame["mode"].astype(str)
+
+
+def side_by_side(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every metric with the runs' modes as columns: value, then its standard error, then the documents."""
+    frame = metrics.assign(column=_column_label(metrics))
+    index = ["model", "task", "metric", "filter"]
+    values = frame.pivot_table(index=index, columns="column", values="value", aggfunc="first")
+    errors = frame.pivot_table(index=index, columns="column", values="stderr", aggfunc="first", dropna=False) if "stderr" in frame else None
+    out = pd.DataFrame(index=values.index)
+    for column in values.columns:
+        out[column] = values[column]
+        if errors is not None and column in errors:
+            out[f"{column} stderr"] = errors[column]
+    if "documents" in frame:
+        out["documents"] = frame.pivot_table(index=index, values="documents", aggfunc="max")["documents"]
+    out = out.reset_index()
+    out.columns.name = None
+    return out.sort_values(index).reset_index(drop=True)
+
+
+def cost_table(cost: pd.DataFrame) -> pd.DataFrame:
+    """Per run x mode x task: tokens, seconds, counted operations and one column per energy source,
+    measured and estimated in separate columns that name their source; a task's cost is summed over its leaf tasks."""
+    keys = ["run", "model", "mode", "suite_task"]
+    timed = cost[cost["quantity"] == "seconds"].groupby(keys)[["tokens", "value"]].sum().rename(columns={"value": "seconds"})
+    counted = cost[cost["kind"] == "counted"].pivot_table(index=keys, columns="quantity", values="value", aggfunc="sum")
+    counted = counted[[c for c in ("spikes", "Effective_ACs", "Effective_MACs", "float_ops") if c in counted]]
+    energy = cost[cost["unit"] == "J"].assign(column=lambda f: f["kind"] + " J, " + f["source"] + f["quantity"].map(lambda q: "" if q == "energy" else f" ({q})"))
+    joules = energy.pivot_table(index=keys, columns="column", values="value", aggfunc="sum", dropna=False)
+    table = timed.join(counted).join(joules).reset_index().rename(columns={"suite_task": "task"})
+    table.columns.name = None
+    return table.sort_values(["model", "task", "run", "mode"]).reset_index(drop=True)
+
+
 def _evaluation(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:
     metrics = results.metrics_frame()
     if metrics.empty:
         return
     blocks.append(("h2", "Evaluation (lm-eval)"))
-    keep = ["run", "model", "mode", "task", "metric", "filter", "value", "stderr", "n_samples"]
+    runs = _run_settings(results)
+    if len(runs):
+        blocks.append(("p", "The runs and the settings that make each one (results of different settings are never averaged together):"))
+        blocks.append(("table", runs))
+        _write_table(out, "runs", runs, tables)
+    keep = ["run", "model", "mode", "task", "metric", "filter", "value", "stderr", "documents"]
     table = metrics[[c for c in keep if c in metrics]].sort_values(["run", "task", "metric", "filter", "mode"]).reset_index(drop=True)
     _write_table(out, "metrics", table, tables)
-    side = metrics.pivot_table(index=["model", "task", "metric", "filter"], columns="mode", values="value", aggfunc="mean").reset_index()
-    side.columns.name = None
-    blocks.append(("p", "Every task's metrics, the execution modes side by side (mean over runs):"))
-    blocks.append(("table", side.sort_values(["model", "task", "metric", "filter"]).reset_index(drop=True)))
+    side = side_by_side(metrics)
+    blocks.append(("p", "Every task's metrics, the execution modes side by side, each with lm-eval's standard error and the number of documents:"))
+    blocks.append(("table", side))
     _write_table(out, "metrics_side_by_side", side, tables)
-    cost_cols = ["model", "mode", "task", "tokens", "seconds", "spikes", "effective_acs", "effective_macs", "float_ops",
-                 "joules_measured", "joules_measured_source", "joules_estimated", "joules_estimated_source", "j_per_token_measured", "j_per_token_estimated"]
-    cost = metrics[[c for c in cost_cols if c in metrics]].drop_duplicates(subset=["model", "mode", "task"]).sort_values(["model", "task", "mode"]).reset_index(drop=True)
-    blocks.append(("p", "What each task cost, per mode. Measured joules come from a meter, estimated joules from counted operations under a preset (or CodeCarbon's TDP fallback); each column names its source."))
-    blocks.append(("table", cost))
-    _write_table(out, "cost", cost, tables)
+    cost = results.cost_frame()
+    if not cost.empty:
+        table = cost_table(cost)
+        keys = ["run", "mode", "task", "tokens"] if table["model"].nunique() == 1 else ["run", "model", "mode", "task", "tokens"]
+        counted = [c for c in ("seconds", "spikes", "Effective_ACs", "Effective_MACs", "float_ops") if c in table]
+        blocks.append(("p", "What each task cost, per mode: time of the model forwards and the counted operations."))
+        blocks.append(("table", table[keys + counted]))
+        blocks.append(("p", "Its energy in joules. Measured joules come from a meter (raw, and above the idle power where it was measured), "
+                            "estimated joules from counted operations under a preset or from CodeCarbon's TDP fallback; each column names its kind and source."))
+        blocks.append(("table", table[keys + [c for c in table.columns if c not in keys and c not in counted and c != "model"]]))
+        _write_table(out, "cost", cost.sort_values(["run", "model", "mode", "suite_task", "task", "kind", "source", "quantity"]).reset_index(drop=True), tables)
+        _write_table(out, "cost_by_task", table, tables)
     energy = results.energy_frame()
     if not energy.empty:
         _write_table(out, "energy", energy.sort_values(["run", "model", "mode", "task", "kind", "source"]).reset_index(drop=True), tables)
     caption = plots.energy_per_mode(energy, out / "plots" / "energy_per_mode.png", _machine(results))
     if caption:
         blocks.append(("figure", "plots/energy_per_mode.png", caption))
-    caption = plots.pareto(metrics, out / "plots" / "quality_vs_energy.png", _presets(results))
+    caption = plots.pareto(metrics, energy, out / "plots" / "quality_vs_energy.png", _presets(results))
     if caption:
         blocks.append(("figure", "plots/quality_vs_energy.png", caption))
 
 
 def _synops(folders: list[Path], out: Path, blocks: list[Block], tables: dict[str, str], preset_name: str) -> None:
+    """Counted operations per token by operator kind, one table and plot per run and mode (never pooled across runs)."""
     from harness.energy.synops import operator_kind
 
-    rows = []
+    rows, tokens = [], {}
     for folder in folders:
         for path in sorted(folder.glob("*/*/ops_by_module.json")):
-            tokens = json.loads((path.parent / "cost.json").read_text())["total"]["tokens"] if (path.parent / "cost.json").exists() else 0
+            key = (folder.name, path.parent.parent.name)
+            cost = json.loads((path.parent / "cost.json").read_text()) if (path.parent / "cost.json").exists() else {}
+            total = cost.get("total") if isinstance(cost, dict) else None
+            tokens[key] = tokens.get(key, 0) + ((total.get("tokens") if isinstance(total, dict) else 0) or 0)
             for name, stats in json.loads(path.read_text()).items():
-                rows.append({"mode": path.parent.parent.name, "kind": operator_kind(name), "tokens": tokens,
+                rows.append({"run": key[0], "mode": key[1], "kind": operator_kind(name),
                              **{k: stats.get(k, 0) for k in ("Effective_ACs", "Effective_MACs", "float_ops")}})
     if not rows:
         return
     frame = pd.DataFrame(rows)
-    for mode, part in sorted(frame.groupby("mode")):
-        tokens = part.drop_duplicates("tokens")["tokens"].sum() or 1
-        by_kind = part.groupby("kind")[["Effective_ACs", "Effective_MACs", "float_ops"]].sum() / tokens
-        by_kind = by_kind.sort_index()
-        name = f"synops_by_kind_{mode}"
+    several = frame["run"].nunique() > 1
+    for (run, mode), part in sorted(frame.groupby(["run", "mode"])):
+        by_kind = (part.groupby("kind")[["Effective_ACs", "Effective_MACs", "float_ops"]].sum() / (tokens[(run, mode)] or 1)).sort_index()
+        name = f"synops_by_kind_{run}_{mode}" if several else f"synops_by_kind_{mode}"
         _write_table(out, name, by_kind.reset_index(), tables)
         caption = plots.synops_by_kind(by_kind, out / "plots" / f"{name}.png", preset_name)
         if caption:
-            blocks.append(("figure", f"plots/{name}.png", f"Mode {mode}. " + caption))
+            blocks.append(("figure", f"plots/{name}.png", (f"Run {run}, mode {mode}. " if several else f"Mode {mode}. ") + caption))
 
 
 def _training(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:

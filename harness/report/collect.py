@@ -23,6 +23,7 @@ import pandas as pd
 @dataclass
 class Results:
     metrics: list[pd.DataFrame] = field(default_factory=list)
+    cost: list[pd.DataFrame] = field(default_factory=list)
     energy: list[pd.DataFrame] = field(default_factory=list)
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -38,6 +39,9 @@ class Results:
     def energy_frame(self) -> pd.DataFrame:
         return pd.concat(self.energy, ignore_index=True) if self.energy else pd.DataFrame()
 
+    def cost_frame(self) -> pd.DataFrame:
+        return pd.concat(self.cost, ignore_index=True) if self.cost else pd.DataFrame()
+
 
 def _json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
@@ -47,7 +51,12 @@ def _read_eval(folder: Path, results: Results) -> None:
     manifest = _json(folder / "manifest.json")
     run = folder.name
     results.manifests[run] = manifest
-    for name, target in (("metrics.csv", results.metrics), ("energy.csv", results.energy)):
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{folder / 'manifest.json'} is not a run manifest")
+    if "settings" not in manifest:
+        results.notes.append(f"{run}: made by an older snnbench (no settings recorded); its cost figures are not read")
+    tables = (("metrics.csv", results.metrics), ("cost.csv", results.cost), ("energy.csv", results.energy)) if "settings" in manifest else (("metrics.csv", results.metrics),)
+    for name, target in tables:
         path = folder / name
         if path.exists() and path.stat().st_size > 1:
             frame = pd.read_csv(path)
@@ -100,7 +109,7 @@ def read(folders: list[str | Path]) -> Results:
                 results.stdp[folder.name] = _json(folder / "stdp.json")
                 found = True
             for csv in sorted(folder.glob("*.csv")):
-                if csv.name not in ("metrics.csv", "energy.csv"):
+                if csv.name not in ("metrics.csv", "cost.csv", "energy.csv"):
                     results.tables[f"{folder.name}/{csv.stem}"] = pd.read_csv(csv)
                     found = True
             for child in sorted(p for p in folder.iterdir() if p.is_dir()):

@@ -23,37 +23,43 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _system_labels(frame: pd.DataFrame) -> pd.Series:
+    """One label per bar group: model and mode, and the run when several runs are plotted."""
+    label = frame["model"].astype(str) + "\n" + frame["mode"].astype(str)
+    if "run" in frame and frame["run"].nunique() > 1:
+        label = frame["run"].astype(str) + "\n" + label
+    return label
+
+
 def energy_per_mode(energy: pd.DataFrame, path: Path, machine: str) -> str | None:
-    """Joules per token by model and mode, measured and estimated side by side (never summed)."""
+    """Joules per token by run, model and mode, measured and estimated side by side (never summed, never pooled across runs)."""
     if energy.empty:
         return None
-    groups = energy.groupby(["model", "mode", "kind", "source"])["joules_per_token"].agg(["mean", "std", "count"]).reset_index()
+    energy = energy.assign(system=_system_labels(energy))
+    groups = energy.groupby(["system", "kind", "source"])["joules_per_token"].agg(["mean", "std", "count"]).reset_index()
     groups = groups[groups["mean"] > 0]
     if groups.empty:
         return None
-    systems = sorted({(m, mo) for m, mo in zip(groups["model"], groups["mode"])})
+    systems = sorted(groups["system"].unique())
     sources = sorted({(k, s) for k, s in zip(groups["kind"], groups["source"])})
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(systems) + 2), 4.2))
     width = 0.8 / len(sources)
     for i, (kind, source) in enumerate(sources):
-        rows = groups[(groups["kind"] == kind) & (groups["source"] == source)]
-        values, errors = [], []
-        for model, mode in systems:
-            match = rows[(rows["model"] == model) & (rows["mode"] == mode)]
-            values.append(float(match["mean"].iloc[0]) if len(match) else np.nan)
-            errors.append(float(match["std"].iloc[0]) if len(match) and match["count"].iloc[0] > 1 else 0.0)
+        rows = groups[(groups["kind"] == kind) & (groups["source"] == source)].set_index("system")
+        values = [float(rows.loc[s, "mean"]) if s in rows.index else np.nan for s in systems]
+        errors = [float(rows.loc[s, "std"]) if s in rows.index and rows.loc[s, "count"] > 1 else 0.0 for s in systems]
         x = np.arange(len(systems)) + i * width - 0.4 + width / 2
         ax.bar(x, values, width, yerr=errors, capsize=3, label=f"{kind}: {source}", hatch="//" if kind == "estimated" else None, alpha=0.85)
     ax.set_xticks(np.arange(len(systems)))
-    ax.set_xticklabels([f"{m}\n{mo}" for m, mo in systems], fontsize=8)
+    ax.set_xticklabels(systems, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("joules per token (log)")
     ax.legend(fontsize=7)
     _save(fig, path)
     return (
-        "Energy per token by model and execution mode. Solid bars are measured by a meter, hatched bars are "
+        "Energy per token by model and execution mode (and run, when several are reported). Solid bars are measured by a meter, hatched bars are "
         f"estimated (counted synaptic operations x a named preset, or CodeCarbon's TDP fallback); they are never summed. "
-        f"Error bars: standard deviation over tasks and runs. Machine: {machine}."
+        f"Error bars: standard deviation over the tasks of one run. Machine: {machine}."
     )
 
 
@@ -70,20 +76,24 @@ def _primary_metric(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(keep) if keep else frame.iloc[0:0]
 
 
-def pareto(metrics: pd.DataFrame, path: Path, preset: str) -> str | None:
-    """Quality against estimated energy per token: one point per task and mode."""
-    if metrics.empty or "j_per_token_estimated" not in metrics:
+def pareto(metrics: pd.DataFrame, energy: pd.DataFrame, path: Path, preset: str) -> str | None:
+    """Quality against estimated energy per token under ``preset``: one point per task, run and mode."""
+    if metrics.empty or energy.empty:
         return None
-    frame = _primary_metric(metrics)
-    frame = frame[np.isfinite(frame["j_per_token_estimated"]) & (frame["j_per_token_estimated"] > 0)]
+    priced = energy[(energy["kind"] == "estimated") & (energy["source"] == f"synops:{preset}")]
+    per_task = priced.groupby(["run", "mode", "suite_task"])[["joules", "tokens"]].sum().reset_index()
+    per_task["j_per_token"] = per_task["joules"] / per_task["tokens"]
+    frame = _primary_metric(metrics).merge(per_task[["run", "mode", "suite_task", "j_per_token"]], on=["run", "mode", "suite_task"])
+    frame = frame[np.isfinite(frame["j_per_token"]) & (frame["j_per_token"] > 0)]
     if frame.empty:
         return None
+    frame = frame.assign(series=_system_labels(frame).str.replace("\n", " ", regex=False))
     kinds = sorted(frame["metric"].unique())
     fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4), squeeze=False)
     for ax, metric in zip(axes[0], kinds):
         rows = frame[frame["metric"] == metric]
-        for mode, part in rows.groupby("mode"):
-            ax.scatter(part["j_per_token_estimated"], part["value"], label=mode, s=30)
+        for series, part in rows.groupby("series"):
+            ax.scatter(part["j_per_token"], part["value"], label=series, s=30)
         ax.set_xscale("log")
         if "perplexity" in metric:
             ax.set_yscale("log")
@@ -92,7 +102,7 @@ def pareto(metrics: pd.DataFrame, path: Path, preset: str) -> str | None:
         ax.legend(fontsize=7)
     _save(fig, path)
     return (
-        f"Quality against estimated energy per token ({preset}), one point per task and mode: "
+        f"Quality against estimated energy per token ({preset}), one point per task, run and mode: "
         "the spiking model's accuracy or perplexity beside what its counted operations would cost."
     )
 
