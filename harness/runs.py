@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tasks.files import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported for the commands)
+import torch
+
+from tasks.files import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported: models/train/neurtransformer.py writes through here)
 
 
 def machine_info() -> dict[str, Any]:
     """What ran the job: platform, CPU, cores, memory, GPUs."""
-    import platform
-
-    import torch
-
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -34,8 +35,6 @@ def machine_info() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {}
     for package in ("snnbench", "torch", "lm_eval", "transformers", "tokenizers", "codecarbon", "nvidia-ml-py", "pandas"):
         try:
@@ -47,8 +46,6 @@ def versions() -> dict[str, str]:
 
 def git_commit(folder: str | os.PathLike[str] | None = None) -> str | None:
     """The commit of the snnbench checkout (with -dirty when it has changes), or None outside git."""
-    import subprocess
-
     where = str(folder or Path(__file__).resolve().parents[1])
     try:
         commit = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()

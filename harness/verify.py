@@ -6,7 +6,8 @@ It measures, and prints:
 - QSynapsis against Synapsis on both paths (max |difference| must be 0);
 - every spiking operator's time-stepped path against its closed form, outputs and counters;
 - SNNSiLU's fitted approximation error against SiLU on [-8, 8] for several T.
-The figures are also written to a JSON file. The exit status is 1 if any exactness check fails.
+The figures are also written to a JSON file (``Verification.as_dict``); the command prints them
+and exits with 1 if any exactness check fails.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from models.spiking import (
     quantize_counts,
 )
 from tasks.files import check_writable
-
-from .runs import atomic_write_json
 
 MAX_TIME_STEPS = 127  # the operator checks run at 8 bits
 
@@ -123,18 +122,18 @@ def _operator_checks(generator: torch.Generator, T: int) -> list[Check]:
     x = torch.randn(4, 12, 32, generator=generator) * 4
     norm_weight = torch.rand(32, generator=generator) + 0.5
 
-    def rmsnorm(path: str) -> SNNRMSNorm:
-        op = SNNRMSNorm(32, input_spec=spec, path=path)
+    def rmsnorm(mode: str) -> SNNRMSNorm:
+        op = SNNRMSNorm(32, input_spec=spec, mode=mode)
         with torch.no_grad():
             op.weight.copy_(norm_weight)
         return op
 
     cases = [
-        ("SNNMatmul (B.1)", "activation x activation", lambda p: SNNMatmul(spec, spec, path=p), (a, b)),
-        ("SNNSoftmax (B.3)", "spike-coded input", lambda p: SNNSoftmax(input_spec=spec, path=p), (x,)),
-        ("Spiking sigmoid (B.2.1)", "spike-coded input", lambda p: SpikingSigmoid(input_spec=spec, path=p), (x,)),
+        ("SNNMatmul (B.1)", "activation x activation", lambda p: SNNMatmul(spec, spec, mode=p), (a, b)),
+        ("SNNSoftmax (B.3)", "spike-coded input", lambda p: SNNSoftmax(input_spec=spec, mode=p), (x,)),
+        ("Spiking sigmoid (B.2.1)", "spike-coded input", lambda p: SpikingSigmoid(input_spec=spec, mode=p), (x,)),
         ("SNNRMSNorm (B.4)", "spike-coded input", rmsnorm, (x,)),
-        ("SNNSiLU (B.2.2)", "fitted neurons", lambda p: SNNSiLU(T, 8.0, path=p), (x,)),
+        ("SNNSiLU (B.2.2)", "fitted neurons", lambda p: SNNSiLU(T, 8.0, mode=p), (x,)),
     ]
     checks = []
     for name, detail, make, inputs in cases:
@@ -163,39 +162,30 @@ def check_arguments(time_steps: int, out: str | Path | None) -> None:
     check_writable(Path(out).parent, "--out")
 
 
-def run_verify(time_steps: int = 127, seed: int = 0, out: str | Path | None = "results/verify/verify.json") -> int:
-    """Check the arguments, run every check, print the table, write ``out``; returns the process exit status."""
-    check_arguments(time_steps, out)
+@dataclass
+class Verification:
+    """The figures of one ``snnbench verify``: the exactness checks, SNNSiLU's error per T, the seconds it took."""
+
+    seed: int
+    time_steps: int
+    checks: list[Check]
+    silu: list[dict[str, float]]
+    seconds: float
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def as_dict(self) -> dict:
+        checks = [{"name": c.name, "detail": c.detail, "max_abs_diff": c.max_abs_diff, "counters_equal": c.counters_equal, "passed": c.passed}
+                  for c in self.checks]
+        return {"seed": self.seed, "time_steps": self.time_steps, "checks": checks, "silu_error": self.silu, "seconds": self.seconds}
+
+
+def run_checks(time_steps: int = 127, seed: int = 0) -> Verification:
+    """Every check at ``time_steps`` (the arguments checked first, see ``check_arguments``) and SNNSiLU's error."""
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     checks = _neuron_checks(generator) + _synapsis_checks(generator, time_steps) + _operator_checks(generator, time_steps)
     silu = silu_errors(tuple(sorted({15, 31, 63, 127, time_steps})))
-
-    print("snnbench verify: exactness of the spiking core (max |difference| must be 0)\n")
-    width = max(len(c.name) for c in checks)
-    for c in checks:
-        status = "ok" if c.passed else "FAIL"
-        counters = "" if c.counters_equal is None else ("  counters equal" if c.counters_equal else "  counters DIFFER")
-        print(f"  {status:4}  {c.name:<{width}}  max|diff|={c.max_abs_diff:<10.3g} {c.detail}{counters}")
-    print("\nSNNSiLU (two fitted neurons) vs SiLU on [-8, 8]:")
-    for row in silu:
-        print(f"  T={row['time_steps']:<4} max |error| = {row['max_abs_error']:.4f}   mean |error| = {row['mean_abs_error']:.4f}")
-    failed = [c for c in checks if not c.passed]
-    elapsed = time.perf_counter() - started
-    print(f"\n{len(checks) - len(failed)} of {len(checks)} checks passed in {elapsed:.1f} s")
-    if out is not None:
-        path = atomic_write_json(
-            out,
-            {
-                "seed": seed,
-                "time_steps": time_steps,
-                "checks": [
-                    {"name": c.name, "detail": c.detail, "max_abs_diff": c.max_abs_diff, "counters_equal": c.counters_equal, "passed": c.passed}
-                    for c in checks
-                ],
-                "silu_error": silu,
-                "seconds": elapsed,
-            },
-        )
-        print(f"wrote {path}")
-    return 1 if failed else 0
+    return Verification(seed, time_steps, checks, silu, time.perf_counter() - started)

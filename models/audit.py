@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tasks.files import atomic_write_json, atomic_write_text
+
 from .spiking import counters, observe
 from .spiking.counters import OpCounter
 from .spiking.observe import EncodingObserver
@@ -141,8 +143,6 @@ def worst_layers(rows: list[LayerAudit], k: int = 5) -> list[LayerAudit]:
 
 def write_audit(rows: list[LayerAudit], folder: Path, extra: dict | None = None) -> tuple[Path, Path]:
     """``audit.json`` (rows + extra) and ``audit.txt`` (the table) in ``folder``."""
-    from harness.runs import atomic_write_json, atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     json_path = atomic_write_json(folder / "audit.json", {**(extra or {}), "layers": [asdict(r) for r in rows]})
     text_path = atomic_write_text(folder / "audit.txt", audit_table(rows) + "\n")

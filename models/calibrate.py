@@ -10,11 +10,13 @@ are kept, never activations.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from tasks.corpus import text_ids
 
 from .arch.float_ops import CountedLinear, FloatSiLU, RMSNorm
 from .arch.llama import LlamaForCausalLM
@@ -94,3 +96,16 @@ def apply_stats(model: nn.Module, stats: ActivationStats) -> None:
         q.observed_absmax.zero_()
         q.observe(amax.reshape(1, -1) if q.spec.granularity in ("channel", "smoothed") else amax.max().reshape(1))
         q.finish_calibration()
+
+
+def calibration_batches(ids: list[int], length: int, batch_size: int) -> list[torch.Tensor]:
+    """Token ids cut into sequences of ``length`` (the tail that fills no sequence is dropped), ``batch_size`` sequences a batch."""
+    n = len(ids) // length
+    sequences = torch.tensor(ids[: n * length]).view(n, length)
+    return [sequences[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def corpus_batches(tokenizer, data_set: str, tokens: int, length: int = 256, batch_size: int = 2) -> Iterator[torch.Tensor]:
+    """The first ``tokens`` tokens of a built corpus' train split as ``calibration_batches``. A generator: the corpus
+    is read when the batches are first asked for, so a model that needs no calibration never reads it."""
+    yield from calibration_batches(text_ids(tokenizer, data_set, "train", tokens), length, batch_size)

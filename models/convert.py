@@ -11,14 +11,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from .arch.llama import LlamaForCausalLM
 from .arch.spiking_config import SpikingConfig
 from .calibrate import ActivationStats, apply_stats, collect_stats
-from .load import SPIKING_STATE
+from .load import SPIKING_STATE, LoadedModel
 
 
 def swap_mode(model: LlamaForCausalLM, spiking: SpikingConfig) -> LlamaForCausalLM:
@@ -55,12 +55,31 @@ def convert(
     ann: LlamaForCausalLM,
     calibration: Iterable[torch.Tensor],
     spiking: SpikingConfig,
-    path: str = "snn-fused",
+    mode: str = "snn-fused",
 ) -> Conversion:
     """Calibrate on ``calibration`` batches of token ids, build the QAT model, swap in spiking operators."""
-    if path not in ("snn", "snn-fused"):
-        raise ValueError(f"path must be snn or snn-fused, got {path!r}")
+    if mode not in ("snn", "snn-fused"):
+        raise ValueError(f"mode must be snn or snn-fused, got {mode!r}")
     stats = collect_stats(ann, calibration)
     qat = to_qat(ann, stats, spiking)
-    snn = swap_mode(qat, qat.spiking.with_mode(path))
+    snn = swap_mode(qat, qat.spiking.with_mode(mode))
     return Conversion(qat, snn, stats)
+
+
+def in_mode(loaded: LoadedModel, mode: str | None, spiking: SpikingConfig, calibration: Iterable[torch.Tensor]) -> LoadedModel:
+    """``loaded`` ready to run in ``mode`` (None: its own): as it is when it is in that mode already; a converted
+    model swapped to another of its spiking modes (qat, snn, snn-fused); a float model calibrated on ``calibration``
+    batches of token ids and converted (stage 2) with the bits, T and granularity of ``spiking`` (its mode is not used).
+    ``calibration`` is only iterated for a conversion (a generator costs nothing otherwise)."""
+    model = loaded.model
+    if mode is None or mode == model.mode:
+        return loaded
+    if model.mode != "ann":
+        if {mode, model.mode} <= {"qat", "snn", "snn-fused"}:
+            return replace(loaded, model=swap_mode(model, model.spiking.with_mode(mode)))
+        raise ValueError(f"model {loaded.name!r} is in mode {model.mode!r}; it cannot run as {mode!r}")
+    conversion = convert(model, calibration, spiking)
+    if mode == "qat":
+        return replace(loaded, model=conversion.qat)
+    snn = conversion.snn if mode == "snn-fused" else swap_mode(conversion.snn, conversion.snn.spiking.with_mode(mode))
+    return replace(loaded, model=snn)

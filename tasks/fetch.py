@@ -48,6 +48,14 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return Path(cache) / "snnbench"
 
 
+def use_data_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the data folder (as ``data_dir``) and export it as ``$SNNBENCH_DATA``, so lm-eval tasks loaded in this
+    process (and its children) find it."""
+    root = data_dir(override)
+    os.environ["SNNBENCH_DATA"] = str(root)
+    return root
+
+
 def sha256_of(path: Path) -> str:
     """The hex sha256 of the file at ``path``, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
-from harness import bench
-from harness.bench import Goal, Row, Side, llama_forward_flops, llama_matmul_params, markdown_table, paired_ratios, paired_times, summarize
+from benchmarks import neuron
+from benchmarks.flops import llama_forward_flops, llama_matmul_params
+from benchmarks.table import Goal, Row, Side, markdown_table
+from benchmarks.timing import paired_ratios, paired_times, per_call, summarize
 from harness.cli import main
 from models.arch.llama import LlamaConfig, LlamaForCausalLM
 
@@ -32,7 +34,7 @@ def test_paired_times_interleaves_and_warms_up():
     a, b = paired_times(ours, ref, repeats=3)
     assert a == [1.0] * 3 and b == [2.0] * 3
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then alternating order
-    assert bench.per_call(lambda: None, min_seconds=0.0)() >= 0
+    assert per_call(lambda: None, min_seconds=0.0)() >= 0
 
 
 def test_goal_judgement():
@@ -128,7 +130,7 @@ def test_missing_smollm2_is_a_one_line_error(tmp_path, monkeypatch, capsys):
 
 def test_quick_falls_back_to_a_tiny_model_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("SNNBENCH_DATA", str(tmp_path / "no-data"))
-    monkeypatch.setattr(bench, "spikingjelly_if", lambda: (None, "spikingjelly not importable (test)"))
+    monkeypatch.setattr(neuron, "spikingjelly_if", lambda: (None, "spikingjelly not importable (test)"))
     out = tmp_path / "bench"
     assert main(["bench", "--quick", "--only", "5,7", "--repeats", "1", "--out", str(out)]) == 0
     report = json.loads((out / "bench.json").read_text())

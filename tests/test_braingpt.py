@@ -17,8 +17,8 @@ from models.arch.spiking_config import SpikingConfig
 from models.arch.ttt import SwiGLU, TTTCache
 from models.convert import swap_mode
 from models.spiking import OpCounter
-from models.spiking.embedding import SelectiveActivationEmbedding
-from models.spiking.moe import MoESynapsis
+from models.arch.embedding import SelectiveActivationEmbedding
+from models.arch.moe import MoESynapsis
 from models.train.data import corpus_tokenizer, token_stream
 from tasks.builders.tokenizers import corpus_lines, train_tokenizer
 from tasks.datasets import DATASETS, build

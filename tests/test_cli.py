@@ -35,24 +35,24 @@ def test_time_steps_beyond_8_bits_is_a_one_line_error(capsys):
 
 def test_demo_plan_runs_every_stage_and_screenshots_only_with_a_browser(tmp_path, capsys, monkeypatch):
     """The demo's steps in order; the report step asks for a screenshot only when a Chromium is installed."""
-    from harness import report_cli
-    from harness.demo import steps
+    from harness.experiments.demo import steps
+    from harness.report import browser
 
     plan = steps(tmp_path, 300, 2, 32)
     assert [argv[0] for _, argv in plan] == ["verify", "data", "train", "stdp", "convert", "eval", "report"]
     assert "--screenshot" not in plan[-1][1] and "--screenshot" in steps(tmp_path, 300, 2, 32, screenshot=True)[-1][1]
-    monkeypatch.setattr(report_cli, "find_browser", lambda: None)
+    monkeypatch.setattr(browser, "find_browser", lambda: None)
     assert main(["demo", "--dry-run", "--results", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "snnbench train --arch llama --mode qat" in printed and "--screenshot" not in printed
-    monkeypatch.setattr(report_cli, "find_browser", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(browser, "find_browser", lambda: "/usr/bin/chromium")
     assert main(["demo", "--dry-run", "--results", str(tmp_path)]) == 0
     assert "--screenshot" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command,module,function", [
-    (["train", "--arch", "llama"], "harness.train_cli", "run_train"),
-    (["braingpt-ablate"], "harness.braingpt_cli", "run_braingpt_ablate"),
+    (["train", "--arch", "llama"], "harness.cli.train", "run"),
+    (["braingpt-ablate"], "harness.cli.braingpt_ablate", "run"),
 ])
 def test_a_training_stop_is_exit_3_with_its_reason(command, module, function, monkeypatch, capsys):
     """TrainingError (e.g. a NaN loss) from any command: one line naming the command, exit code 3."""

@@ -119,7 +119,7 @@ def test_snnbench_convert_end_to_end(tmp_path, monkeypatch, capsys):
 
 def test_synops_per_token_match_the_audit_by_hand():
     """ACs per token counted by the harness == sum over layers of (spikes per token x fan-out), from the audit."""
-    from harness.accounting import Accounting
+    from harness.evaluation.accounting import Accounting
 
     ann = tiny()
     conversion = convert(ann, batches(), SpikingConfig(keep_float=("attention", "multiply")))
@@ -132,7 +132,7 @@ def test_synops_per_token_match_the_audit_by_hand():
         elif type(module).__name__ == "SNNSiLU":
             by_hand += rows[name].spikes_per_token  # each spike adds its amplitude once
     accounting = Accounting(conversion.snn, count_ops=True)
-    with accounting.window(["t"], [ids.numel()]), torch.no_grad():
+    with accounting.forward_pass(["t"], [ids.numel()]), torch.no_grad():
         conversion.snn(ids)
     counted = accounting.totals().ops.Effective_ACs / ids.numel()
     accounting.close()

@@ -15,11 +15,11 @@ def test_counting_off_does_no_work(monkeypatch):
     monkeypatch.setattr(counters_module, "abs_sum", fail)
     assert not counting()
     for path in ("snn", "snn-fused"):
-        Synapsis(4, 3, path=path)(torch.randn(2, 4))
+        Synapsis(4, 3, mode=path)(torch.randn(2, 4))
 
 
 def test_names_windows_and_streaming():
-    model = torch.nn.Sequential(Synapsis(4, 4), Synapsis(4, 2, path="snn"))
+    model = torch.nn.Sequential(Synapsis(4, 4), Synapsis(4, 2, mode="snn"))
     calls = []
     x = torch.randn(3, 4)
     with OpCounter(model, on_call=lambda name, stats: calls.append(name)) as counter:

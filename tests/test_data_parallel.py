@@ -28,7 +28,7 @@ def _worker(rank: int, world: int, port: int, model_path: str, out: str) -> None
     import torch.distributed as dist
     from lm_eval import evaluator
 
-    from harness.lm import SNNBenchLM
+    from harness.evaluation.adapter import SNNBenchLM
     from tests.scripted_lm import task_manager
 
     lm = SNNBenchLM(pretrained=model_path, batch_size=2, device="cpu", max_gen_toks=6)

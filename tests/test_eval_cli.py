@@ -156,12 +156,12 @@ def test_a_second_process_on_the_same_run_is_refused_and_a_dead_ones_lock_taken_
 
 def _late(monkeypatch):
     """Make any evaluation or model conversion fail the test: these errors must come before work."""
-    from harness import eval_cli
+    from harness.evaluation import runner
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(eval_cli, "_evaluate", forbidden)
+    monkeypatch.setattr(runner, "_evaluate", forbidden)
     monkeypatch.setattr("models.convert.convert", forbidden)
 
 
@@ -222,9 +222,9 @@ def test_a_damaged_cost_file_is_a_one_line_error_before_any_work(setup, capsys, 
 
 
 def test_a_non_finite_metric_marks_the_task_failed(setup, monkeypatch):
-    from harness import eval_cli
+    from harness.evaluation import runner
 
-    real = eval_cli._evaluate
+    real = runner._evaluate
 
     def nan_metric(*args, **kwargs):
         results = real(*args, **kwargs)
@@ -232,7 +232,7 @@ def test_a_non_finite_metric_marks_the_task_failed(setup, monkeypatch):
             values["acc,none"] = float("nan")
         return results
 
-    monkeypatch.setattr(eval_cli, "_evaluate", nan_metric)
+    monkeypatch.setattr(runner, "_evaluate", nan_metric)
     args = [a if a != "ann,snn-fused" else "ann" for a in ARGS]
     assert main(args) == 1
     folder = setup / "results" / "r1" / "ann" / "snnbench_arc_easy"
@@ -267,13 +267,13 @@ class ConstantPower(EnergyMeter):
 
 def test_every_energy_figure_reaches_the_tables_and_the_report(setup, monkeypatch):
     """CodeCarbon's per-task figure (a scripted tracker) and a counter meter's raw and above-idle joules."""
-    from harness import eval_cli
+    from harness.evaluation import plan, runner
     from harness.energy import CodeCarbonMeter
     from tests.test_energy import stub_factory
 
     gpu = ConstantPower()
     codecarbon = CodeCarbonMeter(tracker_factory=stub_factory("cpu_load"), min_seconds=0)
-    monkeypatch.setattr(eval_cli, "energy_setup", lambda *a: ([gpu], [codecarbon], eval_cli.check_presets("45nm-fp32", None), []))
+    monkeypatch.setattr(runner, "energy_setup", lambda *a: ([gpu], [codecarbon], plan.check_presets("45nm-fp32", None), []))
     args = [a if a != "ann,snn-fused" else "ann" for a in ARGS] + ["--idle-seconds", "0.05"]
     assert main(args) == 0
     run = setup / "results" / "r1"
@@ -297,22 +297,22 @@ def test_every_energy_figure_reaches_the_tables_and_the_report(setup, monkeypatc
 
 
 def test_a_crashing_task_keeps_the_finished_ones(setup, monkeypatch):
-    from harness import eval_cli
+    from harness.evaluation import runner
 
-    real = eval_cli._evaluate
+    real = runner._evaluate
 
     def flaky(lm, task, *args, **kwargs):
         if task.task == "snnbench_arc_easy":
             raise RuntimeError("simulated crash")
         return real(lm, task, *args, **kwargs)
 
-    monkeypatch.setattr(eval_cli, "_evaluate", flaky)
+    monkeypatch.setattr(runner, "_evaluate", flaky)
     args = [a if a != "ann,snn-fused" else "ann" for a in ARGS]
     assert main(args) == 1
     run = setup / "results" / "r1" / "ann"
     assert (run / "snnbench_lambada_openai" / "cost.json").exists()
     assert "simulated crash" in json.loads((run / "snnbench_arc_easy" / "error.json").read_text())["error"]
-    monkeypatch.setattr(eval_cli, "_evaluate", real)
+    monkeypatch.setattr(runner, "_evaluate", real)
     assert main(args) == 0  # the retry runs only the failed task
     assert (run / "snnbench_arc_easy" / "cost.json").exists() and not (run / "snnbench_arc_easy" / "error.json").exists()
 
@@ -350,12 +350,12 @@ def test_unwritable_results_folder(setup, capsys):
 
 
 def test_an_unexpected_error_is_one_line_with_a_log(setup, capsys, monkeypatch):
-    from harness import eval_cli
+    from harness.evaluation import runner
 
     def bug(args):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(eval_cli, "plan_eval", bug)
+    monkeypatch.setattr(runner, "plan_eval", bug)
     monkeypatch.setenv("SNNBENCH_LOG_DIR", str(setup / "logs"))
     assert main(ARGS) == 1
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from models.arch.gpt2 import GPT2Config, GPT2ForCausalLM, from_transformers_state_dict
 from models.arch.spiking_config import SpikingConfig
 from models.spiking import OpCounter
-from models.spiking.differential import SNNLayerNorm
+from models.spiking.norms import SNNLayerNorm
 from models.spiking.gelu import SNNGELU, fit_snn_gelu
 from models.spiking.quant import QuantSpec
 
@@ -146,12 +146,12 @@ def test_snn_gelu_fit_error_is_reported_and_small():
 def test_snn_gelu_paths_and_qat_gradient():
     x = torch.cat([torch.linspace(-9, 9, 301), fit_snn_gelu(31, 8.0).pos_thresholds.float()])
     with OpCounter() as fused_counter:
-        fused = SNNGELU(31, 8.0, path="snn-fused")(x)
+        fused = SNNGELU(31, 8.0, mode="snn-fused")(x)
     with OpCounter() as stepped_counter:
-        stepped = SNNGELU(31, 8.0, path="snn")(x)
+        stepped = SNNGELU(31, 8.0, mode="snn")(x)
     assert torch.equal(fused, stepped) and fused_counter.total() == stepped_counter.total()
     xq = x.clone().requires_grad_(True)
-    out = SNNGELU(31, 8.0, path="qat")(xq)
+    out = SNNGELU(31, 8.0, mode="qat")(xq)
     assert torch.equal(out.detach(), fused)
     out.sum().backward()
     reference = x.clone().requires_grad_(True)

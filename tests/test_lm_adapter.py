@@ -5,8 +5,8 @@ import pytest
 import torch
 from lm_eval.api.instance import Instance
 
-from harness.accounting import Accounting
-from harness.lm import SNNBenchLM
+from harness.evaluation.accounting import Accounting
+from harness.evaluation.adapter import SNNBenchLM
 from models.arch.llama import LlamaConfig, LlamaForCausalLM
 from models.load import LoadedModel, load_checkpoint, save_checkpoint
 

@@ -17,7 +17,7 @@ def test_snn_fused_and_qat_agree_bit_for_bit(seed, Ta, Tb, M, K, N):
     results, totals = {}, {}
     for path in ("snn", "snn-fused", "qat"):
         with OpCounter() as counter:
-            results[path] = SNNMatmul(spec_a, spec_b, path=path)(a, b)
+            results[path] = SNNMatmul(spec_a, spec_b, mode=path)(a, b)
         totals[path] = counter.total()
     assert torch.equal(results["snn"], results["snn-fused"])
     assert torch.equal(results["snn"], results["qat"])
@@ -29,7 +29,7 @@ def test_result_is_the_product_of_the_quantized_operands():
     a, b = torch.randn(3, 8), torch.randn(8, 5)
     sa, sb = token_scale(a, 127), token_scale(b, 127, dim=-2)
     expected = (quantize_counts(a / sa, 127) * sa) @ (quantize_counts(b / sb, 127) * sb)
-    got = SNNMatmul(path="snn")(a, b)
+    got = SNNMatmul(mode="snn")(a, b)
     assert torch.allclose(got, expected, atol=1e-5)
     assert (got - a @ b).abs().max() < 0.1
 
@@ -39,7 +39,7 @@ def test_each_step_is_the_product_of_the_spike_prefixes():
     a = torch.tensor([[2.0, -1.0]])
     b = torch.tensor([[3.0], [1.0]])
     spec = QuantSpec(bits=4, time_steps=3, granularity="tensor")
-    op = SNNMatmul(spec, spec, path="snn")
+    op = SNNMatmul(spec, spec, mode="snn")
     for q in (op.qa, op.qb):
         q.observe(torch.tensor([3.0]))
         q.finish_calibration()  # scale 1
@@ -54,7 +54,7 @@ def test_counters_by_hand():
     b = torch.tensor([[3.0], [1.0]])  # N=1
     spec = QuantSpec(bits=4, time_steps=3, granularity="tensor")
     for path in ("snn", "snn-fused"):
-        op = SNNMatmul(spec, spec, path=path)
+        op = SNNMatmul(spec, spec, mode=path)
         for q in (op.qa, op.qb):
             q.observe(torch.tensor([3.0]))
             q.finish_calibration()
@@ -73,7 +73,7 @@ def test_wide_counts_accumulate_exactly_in_float64():
     torch.manual_seed(0)
     a, b = torch.randn(4, 300), torch.randn(300, 3)
     spec = QuantSpec(bits=16)  # T = 32767: |A| can reach 32767^2 * 300 > 2^24
-    op = SNNMatmul(spec, spec, path="snn-fused")
+    op = SNNMatmul(spec, spec, mode="snn-fused")
     sa, sb = token_scale(a, 32767), token_scale(b, 32767, dim=-2)
     na = quantize_counts(a / sa, 32767).to(torch.int64)
     nb = quantize_counts(b / sb, 32767).to(torch.int64)

@@ -8,7 +8,7 @@ import pytest
 
 from harness.cli import main
 from harness.report.build import build_report
-from harness.reproduce import braintransformers_table
+from harness.experiments.reproduce import braintransformers_table
 
 
 def _eval_run(root, name="run1", fail=True, bits=8, accuracies=(0.5, 0.45)):

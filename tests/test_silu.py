@@ -27,7 +27,7 @@ def test_error_shrinks_with_time_steps():
 
 
 def test_dense_grid_matches_reported_error():
-    op = SNNSiLU(63, 8.0, path="snn-fused")
+    op = SNNSiLU(63, 8.0, mode="snn-fused")
     x = torch.linspace(-8, 8, 20001, dtype=torch.float64)
     err = (op(x) - F.silu(x)).abs()
     assert err.max().item() == pytest.approx(op.fit.max_abs_error, rel=0.05)
@@ -51,18 +51,18 @@ def _thresholds_and_neighbours():
 def test_snn_equals_fused_bit_for_bit_even_on_thresholds(values):
     x = torch.tensor(values)
     with OpCounter() as c_fused:
-        fused = SNNSiLU(31, 8.0, path="snn-fused")(x)
+        fused = SNNSiLU(31, 8.0, mode="snn-fused")(x)
     with OpCounter() as c_stepped:
-        stepped = SNNSiLU(31, 8.0, path="snn")(x)
+        stepped = SNNSiLU(31, 8.0, mode="snn")(x)
     assert torch.equal(fused, stepped)
     assert c_fused.total() == c_stepped.total()
 
 
 def test_qat_forward_is_the_staircase_and_backward_is_silu_prime():
     x = torch.linspace(-6, 6, 101, requires_grad=True)
-    op = SNNSiLU(63, 8.0, path="qat")
+    op = SNNSiLU(63, 8.0, mode="qat")
     y = op(x)
-    assert torch.equal(y.detach(), SNNSiLU(63, 8.0, path="snn-fused")(x.detach()))
+    assert torch.equal(y.detach(), SNNSiLU(63, 8.0, mode="snn-fused")(x.detach()))
     y.sum().backward()
     x2 = x.detach().clone().requires_grad_(True)
     F.silu(x2).sum().backward()

@@ -7,9 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.spiking import OpCounter, QSynapsis, QuantSpec, SNNSoftmax, Synapsis
-from models.spiking.attention import SpikingAttentionValues
 from models.spiking.encode import SpikeEncoder
-from models.spiking.product import SNNMultiply
+from models.spiking.products import SNNMultiply, SpikingAttentionValues
 from models.spiking.quant import Quantizer
 
 
@@ -20,7 +19,7 @@ def test_multiply_paths_agree_bit_for_bit(seed, Ta, Tb):
     out, totals = {}, {}
     for path in ("snn", "snn-fused", "qat"):
         with OpCounter() as counter:
-            out[path] = SNNMultiply(QuantSpec(time_steps=Ta), QuantSpec(time_steps=Tb), path=path)(a, b)
+            out[path] = SNNMultiply(QuantSpec(time_steps=Ta), QuantSpec(time_steps=Tb), mode=path)(a, b)
         totals[path] = counter.total()
     assert torch.equal(out["snn"], out["snn-fused"]) and torch.equal(out["snn"], out["qat"])
     assert totals["snn"] == totals["snn-fused"]
@@ -28,7 +27,7 @@ def test_multiply_paths_agree_bit_for_bit(seed, Ta, Tb):
 
 def test_multiply_counters_by_hand():
     spec = QuantSpec(bits=4, time_steps=3, granularity="tensor")
-    op = SNNMultiply(spec, spec, path="snn-fused")
+    op = SNNMultiply(spec, spec, mode="snn-fused")
     for q in (op.qa, op.qb):
         q.observe(torch.tensor([3.0]))
         q.finish_calibration()
@@ -43,16 +42,16 @@ def test_attention_values_fold_the_value_scale():
     torch.manual_seed(0)
     probs = torch.softmax(torch.randn(2, 5, 7), -1)
     v = torch.randn(2, 7, 4)
-    fused = SpikingAttentionValues(QuantSpec(), path="snn-fused")(probs, v)
-    stepped = SpikingAttentionValues(QuantSpec(time_steps=31), path="snn")(probs, v)
-    assert torch.equal(SpikingAttentionValues(QuantSpec(time_steps=31), path="snn-fused")(probs, v), stepped)
+    fused = SpikingAttentionValues(QuantSpec(), mode="snn-fused")(probs, v)
+    stepped = SpikingAttentionValues(QuantSpec(time_steps=31), mode="snn")(probs, v)
+    assert torch.equal(SpikingAttentionValues(QuantSpec(time_steps=31), mode="snn-fused")(probs, v), stepped)
     assert (fused - probs @ v).abs().max() < 0.05
 
 
 def test_attention_values_are_causal_per_token():
     """A future token's value must not change past outputs (per-token, not per-channel, V scales)."""
     torch.manual_seed(0)
-    op = SpikingAttentionValues(QuantSpec(), path="snn-fused")
+    op = SpikingAttentionValues(QuantSpec(), mode="snn-fused")
     probs = torch.tril(torch.rand(1, 4, 4))
     probs = probs / probs.sum(-1, keepdim=True)
     v = torch.randn(1, 4, 3)
@@ -65,7 +64,7 @@ def test_masked_softmax_ignores_masked_inputs():
     x = torch.tensor([[1.0, 2.0, 50.0]])
     mask = torch.tensor([[True, True, False]])
     for path in ("snn", "snn-fused", "qat"):
-        out = SNNSoftmax(path=path)(x, mask=mask)
+        out = SNNSoftmax(mode=path)(x, mask=mask)
         assert torch.allclose(out, torch.tensor([[1 / (1 + torch.e), torch.e / (1 + torch.e), 0.0]]))
 
 
@@ -100,5 +99,5 @@ def test_smoothed_quantizer_needs_calibration_and_features():
 
 def test_spike_encoder_paths_agree():
     x = torch.randn(3, 6) * 4
-    counts = [SpikeEncoder(QuantSpec(time_steps=20), path=p)(x)[0] for p in ("snn", "snn-fused", "qat")]
+    counts = [SpikeEncoder(QuantSpec(time_steps=20), mode=p)(x)[0] for p in ("snn", "snn-fused", "qat")]
     assert torch.equal(counts[0], counts[1]) and torch.equal(counts[0], counts[2])

@@ -12,7 +12,7 @@ from models.arch.spiking_config import SpikingConfig
 from models.spiking import OpCounter
 from models.spiking.ssa import SpikingSelfAttention, if_neuron
 from models.train.neurtransformer import NeurTransformerConfig, attention_stats, causal_mask, convert_to_ssa
-from models.train.surrogate import SURROGATES, spike, ternary_spike
+from models.spiking.surrogate import SURROGATES, spike, ternary_spike
 
 TINY = dict(vocab_size=61, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=32)
 

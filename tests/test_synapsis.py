@@ -51,8 +51,8 @@ def test_snn_and_fused_agree_on_random_layers_and_counters(seed, bits_T):
     torch.manual_seed(seed)
     spec = QuantSpec(bits=bits, time_steps=T)
     x = torch.randn(2, 3, 8) * 5
-    fused = Synapsis(8, 5, pre=spec, post=spec, path="snn-fused")
-    stepped = Synapsis(8, 5, pre=spec, post=spec, path="snn")
+    fused = Synapsis(8, 5, pre=spec, post=spec, mode="snn-fused")
+    stepped = Synapsis(8, 5, pre=spec, post=spec, mode="snn")
     stepped.load_state_dict(fused.state_dict())
     with OpCounter() as c_fused:
         a = fused(x)
@@ -102,7 +102,7 @@ def test_counters_by_hand():
 
 def test_batch_independence():
     torch.manual_seed(1)
-    s = Synapsis(6, 4, path="snn-fused")
+    s = Synapsis(6, 4, mode="snn-fused")
     seq = torch.randn(1, 5, 6)
     batch = torch.cat([seq, 50 * torch.randn(2, 5, 6)])
     assert torch.equal(s(seq)[0], s(batch)[0])
@@ -122,7 +122,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="x contains NaN"):
         s(torch.tensor([[1.0, 2.0, float("nan"), 0.0]]))
     with pytest.raises(ValueError, match="path"):
-        Synapsis(4, 2, path="fused")
+        Synapsis(4, 2, mode="fused")
     with pytest.raises(ValueError, match="in_features"):
         Synapsis(0, 2)
 

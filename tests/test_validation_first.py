@@ -16,7 +16,9 @@ def _forbidden(*args, **kwargs):
 def cwd(tmp_path, monkeypatch):
     """An empty working folder (default outputs land in ./results), with every expensive step forbidden;
     ``cwd / "file"`` is a regular file, so ``file/out`` cannot be created, even by root."""
-    import harness.convert_cli
+    import harness.stages.conversion
+    import harness.stages.stdp
+    import harness.stages.training
     import harness.verify
     import models.load
     import models.train.data
@@ -24,7 +26,11 @@ def cwd(tmp_path, monkeypatch):
     import models.train.stdp
 
     for module, name in (
-        (harness.convert_cli, "load_model"),
+        (harness.stages.conversion, "load_model"),
+        (harness.stages.stdp, "load_checkpoint"),
+        (harness.stages.stdp, "token_stream"),
+        (harness.stages.stdp, "optimize_time_steps"),
+        (harness.stages.training, "Trainer"),
         (harness.verify, "_neuron_checks"),
         (models.load, "load_checkpoint"),
         (models.train.data, "token_stream"),

@@ -8,12 +8,19 @@ Measured and estimated figures are kept apart: every ``EnergyReading`` and
         model(batch)
     readings["nvml:gpu0"].joules
     estimate(counter.total(), load_presets()["45nm-fp32"]).joules
+    count_forwards(model, [ids], [load_presets()["45nm-int8"]]).joules_per_token
+
+    meter.py     the meter interface and ``measure``      select.py    which meters a device gets
+    nvml.py, rapl.py, codecarbon_meter.py: the meters   synops.py    presets and the estimate
+    counting.py  operations counted over a few forwards, priced under presets
 """
 
 from .codecarbon_meter import CodeCarbonMeter
-from .meter import ESTIMATED, KINDS, MEASURED, EnergyMeter, EnergyReading, measure, select_meters
+from .counting import OpCost, count_forwards, first_sequences, price
+from .meter import ESTIMATED, KINDS, MEASURED, EnergyMeter, EnergyReading, measure
 from .nvml import NvmlMeter
 from .rapl import RaplMeter
+from .select import select_meters
 from .synops import (
     EnergyPreset,
     PresetError,
@@ -34,14 +41,18 @@ __all__ = [
     "KINDS",
     "MEASURED",
     "NvmlMeter",
+    "OpCost",
     "PresetError",
     "RaplMeter",
     "SynOpsEstimate",
     "breakdown",
+    "count_forwards",
+    "first_sequences",
     "estimate",
     "get_preset",
     "load_presets",
     "measure",
     "operator_kind",
+    "price",
     "select_meters",
 ]

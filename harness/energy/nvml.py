@@ -20,13 +20,15 @@ import time
 from collections.abc import Callable
 from types import ModuleType
 
+import torch
+
 from .meter import MEASURED, EnergyMeter, EnergyReading
 
 WRAP = 2**64  # the energy counter is an unsigned long long (mJ)
 
 
 def _pynvml() -> ModuleType:
-    import pynvml
+    import pynvml  # optional at run time: NVML needs an NVIDIA driver
 
     return pynvml
 
@@ -61,8 +63,6 @@ def nvml_index(cuda_index: int | None) -> int | str:
 
 def _cuda_synchronize() -> None:
     """Wait for the work queued on every visible CUDA device (no-op without CUDA)."""
-    import torch
-
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             torch.cuda.synchronize(i)

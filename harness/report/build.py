@@ -7,12 +7,14 @@ float formatting), so the same folders give byte-identical reports.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from harness.runs import atomic_write_text
+from tasks.files import atomic_write_text, check_writable
 
+from ..energy.synops import operator_kind
 from . import plots
 from .collect import Results, read
 from .render import Block, to_html, to_markdown
@@ -35,6 +37,13 @@ def _presets(results: Results) -> str:
         if names:
             return names[0]
     return "the run's first preset"
+
+
+def _figure(blocks: list[Block], out: Path, name: str, draw: Callable[[Path], str | None], lead: str = "") -> None:
+    """Draw ``plots/<name>.png`` with ``draw(path)`` (its caption, None when there is nothing to plot) and add it to the blocks."""
+    caption = draw(out / "plots" / f"{name}.png")
+    if caption:
+        blocks.append(("figure", f"plots/{name}.png", lead + caption))
 
 
 def _write_table(out: Path, name: str, frame: pd.DataFrame, tables: dict[str, str]) -> None:
@@ -132,18 +141,12 @@ def _evaluation(results: Results, out: Path, blocks: list[Block], tables: dict[s
     energy = results.energy_frame()
     if not energy.empty:
         _write_table(out, "energy", energy.sort_values(["run", "model", "mode", "task", "kind", "source"]).reset_index(drop=True), tables)
-    caption = plots.energy_per_mode(energy, out / "plots" / "energy_per_mode.png", _machine(results))
-    if caption:
-        blocks.append(("figure", "plots/energy_per_mode.png", caption))
-    caption = plots.pareto(metrics, energy, out / "plots" / "quality_vs_energy.png", _presets(results))
-    if caption:
-        blocks.append(("figure", "plots/quality_vs_energy.png", caption))
+    _figure(blocks, out, "energy_per_mode", lambda path: plots.energy_per_mode(energy, path, _machine(results)))
+    _figure(blocks, out, "quality_vs_energy", lambda path: plots.pareto(metrics, energy, path, _presets(results)))
 
 
 def _synops(folders: list[Path], out: Path, blocks: list[Block], tables: dict[str, str], preset_name: str) -> None:
     """Counted operations per token by operator kind, one table and plot per run and mode (never pooled across runs)."""
-    from harness.energy.synops import operator_kind
-
     rows, tokens = [], {}
     for folder in folders:
         for path in sorted(folder.glob("*/*/ops_by_module.json")):
@@ -162,27 +165,18 @@ def _synops(folders: list[Path], out: Path, blocks: list[Block], tables: dict[st
         by_kind = (part.groupby("kind")[["Effective_ACs", "Effective_MACs", "float_ops"]].sum() / (tokens[(run, mode)] or 1)).sort_index()
         name = f"synops_by_kind_{run}_{mode}" if several else f"synops_by_kind_{mode}"
         _write_table(out, name, by_kind.reset_index(), tables)
-        caption = plots.synops_by_kind(by_kind, out / "plots" / f"{name}.png", preset_name)
-        if caption:
-            blocks.append(("figure", f"plots/{name}.png", (f"Run {run}, mode {mode}. " if several else f"Mode {mode}. ") + caption))
+        _figure(blocks, out, name, lambda path: plots.synops_by_kind(by_kind, path, preset_name), f"Run {run}, mode {mode}. " if several else f"Mode {mode}. ")
 
 
 def _training(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:
     if not results.training:
         return
     blocks.append(("h2", "Training (stage 1)"))
-    rows = []
-    for name, (summary, _) in sorted(results.training.items()):
-        rows.append({"run": name, "arch": summary.get("arch"), "mode": summary.get("mode"), "parameters": summary.get("parameters"),
-                     "steps": summary.get("steps"), "test_perplexity": summary.get("test_perplexity"),
-                     "snn_fused_test_perplexity": summary.get("snn_fused_test_perplexity"), "tokens_per_second": summary.get("tokens_per_second"),
-                     "train_seconds": summary.get("train_seconds")})
-    table = pd.DataFrame(rows)
+    keys = ("arch", "mode", "parameters", "steps", "test_perplexity", "snn_fused_test_perplexity", "tokens_per_second", "train_seconds")
+    table = pd.DataFrame([{"run": name, **{k: summary.get(k) for k in keys}} for name, (summary, _) in sorted(results.training.items())])
     blocks.append(("table", table))
     _write_table(out, "training", table, tables)
-    caption = plots.convergence({name: log for name, (_, log) in results.training.items()}, out / "plots" / "convergence.png")
-    if caption:
-        blocks.append(("figure", "plots/convergence.png", caption))
+    _figure(blocks, out, "convergence", lambda path: plots.convergence({name: log for name, (_, log) in results.training.items()}, path))
 
 
 def _conversions(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:
@@ -201,9 +195,7 @@ def _conversions(results: Results, out: Path, blocks: list[Block], tables: dict[
             worst = audit.dropna(subset=["relative_error"]).sort_values("relative_error", ascending=False).head(5)
             blocks.append(("p", f"{name}: the operators with the largest relative error against the float model:"))
             blocks.append(("table", worst[["name", "kind", "time_steps", "clip_rate", "spike_rate", "relative_error"]].reset_index(drop=True)))
-            caption = plots.spike_heatmap(audit, out / "plots" / f"spikes_{name}.png", name)
-            if caption:
-                blocks.append(("figure", f"plots/spikes_{name}.png", caption))
+            _figure(blocks, out, f"spikes_{name}", lambda path: plots.spike_heatmap(audit, path, name))
     table = pd.DataFrame(rows)
     blocks.append(("p", "Perplexity check of each conversion (ANN, QAT and SNN on the same text):"))
     blocks.append(("table", table))
@@ -214,17 +206,20 @@ def _stdp(results: Results, out: Path, blocks: list[Block], tables: dict[str, st
     if not results.stdp:
         return
     blocks.append(("h2", "STDP-inspired time-step optimization (stage 3)"))
-    rows = []
-    for name, summary in sorted(results.stdp.items()):
-        rows.append({"run": name, "mean_T_before": summary["mean_T"]["before"], "mean_T_after": summary["mean_T"]["after"],
-                     "max_T_before": summary["max_T"]["before"], "max_T_after": summary["max_T"]["after"],
-                     "perplexity_before": summary["perplexity"]["before"], "perplexity_after": summary["perplexity"]["after"],
-                     "J_per_token_before": summary["estimated_energy"]["before"]["joules_per_token"],
-                     "J_per_token_after": summary["estimated_energy"]["after"]["joules_per_token"],
-                     "energy_source": summary["estimated_energy"]["before"]["source"]})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([_stdp_row(name, summary) for name, summary in sorted(results.stdp.items())])
     blocks.append(("table", table))
     _write_table(out, "stdp", table, tables)
+
+
+def _stdp_row(name: str, summary: dict) -> dict:
+    """One ``stdp.json`` as a row: T, perplexity and estimated joules per token, before and after."""
+    energy = summary["estimated_energy"]
+    row = {"run": name}
+    for figure, values in (("mean_T", summary["mean_T"]), ("max_T", summary["max_T"]), ("perplexity", summary["perplexity"])):
+        row.update({f"{figure}_before": values["before"], f"{figure}_after": values["after"]})
+    row.update(J_per_token_before=energy["before"]["joules_per_token"], J_per_token_after=energy["after"]["joules_per_token"],
+               energy_source=energy["before"]["source"])
+    return row
 
 
 def _other_tables(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:
@@ -237,14 +232,20 @@ def _other_tables(results: Results, out: Path, blocks: list[Block], tables: dict
         blocks.append(("table", frame))
         _write_table(out, safe, frame, tables)
         for x in ("time_steps", "bits"):
-            caption = plots.sweep(frame, x, out / "plots" / f"sweep_{safe}_{x}.png", f"{name}: {x} sweep")
-            if caption:
-                blocks.append(("figure", f"plots/sweep_{safe}_{x}.png", caption))
+            _figure(blocks, out, f"sweep_{safe}_{x}", lambda path: plots.sweep(frame, x, path, f"{name}: {x} sweep"))
         if {"step", "valid_perplexity", "model"} <= set(frame.columns):
             curves = {m: part.sort_values("step") for m, part in frame.groupby("model")}
-            caption = plots.convergence(curves, out / "plots" / f"convergence_{safe}.png")
-            if caption:
-                blocks.append(("figure", f"plots/convergence_{safe}.png", caption))
+            _figure(blocks, out, f"convergence_{safe}", lambda path: plots.convergence(curves, path))
+
+
+def write_report(folders: list[str | Path], name: str | None = None, out_root: str | Path = "reports") -> Path:
+    """``snnbench report``: the report of ``folders`` in ``out_root/name`` (default name: from the folders), after
+    checking the name and that the folder can be written."""
+    name = name or "+".join(Path(f).name for f in folders)[:120]
+    if not name or name in (".", "..") or "/" in name:
+        raise ValueError(f"--name {name!r} is not a plain folder name")
+    check_writable(Path(out_root) / name, "--out")
+    return build_report(folders, name, out_root)
 
 
 def build_report(folders: list[str | Path], name: str, out_root: str | Path = "reports", extra_blocks: list[Block] | None = None) -> Path:

@@ -8,6 +8,7 @@ returns ``(float32 logits, cache)``, whatever the cache holds (keys and values, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from types import NoneType, UnionType
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
@@ -67,25 +68,48 @@ class CausalLM(nn.Module):
             raise ValueError(f"input_ids has ids outside the vocabulary [0, {self.config.vocab_size})")
 
     @torch.no_grad()
+    def greedy_decode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        max_new_tokens: int,
+        take: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None],
+        forward: Callable[[torch.Tensor, torch.Tensor | None, Any], tuple[torch.Tensor, Any]] | None = None,
+    ) -> None:
+        """The greedy decoding loop (of ``greedy_generate`` and of the lm-eval adapter): one forward over the prompt,
+        then up to ``max_new_tokens`` steps. A step gives every sequence's most likely next token and the last logits
+        to ``take(next_ids, logits)``, which returns the ids to feed back through the cache, or None to stop.
+        ``forward(ids, mask, cache) -> (logits, cache)`` runs the model (default: the model itself)."""
+        forward = forward or (lambda ids, mask, cache: self(ids, mask, cache=cache, use_cache=True))
+        logits, cache = forward(input_ids, attention_mask, None)
+        for _ in range(max_new_tokens):
+            last = logits[:, -1]
+            fed = take(last.argmax(-1), last)
+            if fed is None:
+                return
+            logits, cache = forward(fed[:, None], None, cache)
+
     def greedy_generate(
         self, input_ids: torch.Tensor, max_new_tokens: int, stop_ids: tuple[int, ...] = (), attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Greedy continuation through the model's cache; returns (batch, new tokens), padded with the first stop id."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        logits, cache = self(input_ids, attention_mask, use_cache=True)
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        out = []
+        out: list[torch.Tensor] = []
         pad = stop_ids[0] if stop_ids else 0
-        for _ in range(max_new_tokens):
-            next_ids = logits[:, -1].argmax(-1)
+
+        def take(next_ids: torch.Tensor, _: torch.Tensor) -> torch.Tensor | None:
+            nonlocal done
             next_ids = torch.where(done, torch.full_like(next_ids, pad), next_ids)
             out.append(next_ids)
             if stop_ids:
-                done |= torch.isin(next_ids, torch.tensor(stop_ids, device=next_ids.device))
+                done = done | torch.isin(next_ids, torch.tensor(stop_ids, device=next_ids.device))
                 if bool(done.all()):
-                    break
-            logits, cache = self(next_ids[:, None], None, cache=cache, use_cache=True)
+                    return None
+            return next_ids
+
+        self.greedy_decode(input_ids, attention_mask, max_new_tokens, take)
         return torch.stack(out, dim=1)
 
     def num_parameters(self) -> int:

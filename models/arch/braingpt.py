@@ -5,7 +5,7 @@ focused on processing parts of speech", integrated sequentially by "a synapse-li
 where part-of-speech predictions guide the text generation process"; the paper gives no
 equations. What is built here, for the tokens x_1..x_t of a sequence:
 
-1. embedding: e_t = SelectiveActivationEmbedding(x_t) (section 3.1.2, ``models/spiking/embedding.py``),
+1. embedding: e_t = SelectiveActivationEmbedding(x_t) (section 3.1.2, ``models/arch/embedding.py``),
    shared by both sub-models and tied to the LM head;
 2. the part-of-speech model runs first: ``num_pos_layers`` TTT blocks over e_{1..t}, then a
    norm and a head giving logits over ``POS_TAGS`` (Brown's 12 universal tags + ``<unk>``) for
@@ -15,7 +15,7 @@ equations. What is built here, for the tokens x_1..x_t of a sequence:
    13 -> hidden) and is added to that block's input: h_l <- h_l + S_l(q_t). Gradients of the
    token loss flow through q_t into the POS model, so both learn jointly;
 4. the token model: ``num_hidden_layers`` TTT blocks (TTT-Linear with rotary positions, section
-   3.1.2), each MLP a MoESynapsis of SwiGLU experts (``models/spiking/moe.py``), then the LM head.
+   3.1.2), each MLP a MoESynapsis of SwiGLU experts (``models/arch/moe.py``), then the LM head.
 
 Both sub-models are causal, so the integration never looks ahead. Training (``training_loss``):
 token cross-entropy + ``pos_loss_weight`` x tag cross-entropy (on tags that are known; ``<unk>``
@@ -43,10 +43,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.spiking import counters
-from models.spiking.embedding import SelectiveActivationEmbedding
-from models.spiking.moe import GATINGS, MoESynapsis
 
 from .base import ArchConfig, CausalLM
+from .embedding import SelectiveActivationEmbedding
+from .moe import GATINGS, MoESynapsis
 from .operators import Operators
 from .spiking_config import SpikingConfig
 from .ttt import SwiGLU, TTTBlock, TTTCache, TTTConfig

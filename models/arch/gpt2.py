@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from models.spiking import counters
-from models.spiking.matmul import SNNMatmul
+from models.spiking.products import SNNMatmul
 from models.spiking.ssa import SpikingSelfAttention
-from models.train.surrogate import SURROGATES
+from models.spiking.surrogate import SURROGATES
 
 from .llama import KVCache
 from .base import ArchConfig, CausalLM
@@ -136,7 +136,7 @@ class Attention(nn.Module):
         q = q * self.scaling
         if counters.counting():
             counters.record(self, float_ops=q.numel())  # scaling
-        if isinstance(self.scores, SNNMatmul) and self.scores.path == "snn" and getattr(self.softmax, "path", None) == "snn":
+        if isinstance(self.scores, SNNMatmul) and self.scores.mode == "snn" and getattr(self.softmax, "mode", None) == "snn":
             probs = self.softmax.integrate(self.scores.iter_steps(q, k.transpose(-1, -2)), mask=mask)
         else:
             probs = self.softmax(self.scores(q, k.transpose(-1, -2)), mask=mask)
@@ -160,10 +160,10 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = ops.layer_norm(config.hidden_size, config.layer_norm_epsilon)
         if config.attention == "ssa":
-            path = spiking.mode if spiking.mode != "ann" else "qat"
+            mode = spiking.mode if spiking.mode != "ann" else "qat"
             self.attn = SpikingSelfAttention(
                 config.hidden_size, config.num_attention_heads, config.ssa_time_steps, config.ssa_surrogate, config.ssa_alpha,
-                config.ssa_normalize, path=path,
+                config.ssa_normalize, mode=mode,
             )
         else:
             self.attn = Attention(config, ops)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.spiking import counters
-from models.spiking.matmul import SNNMatmul
+from models.spiking.products import SNNMatmul
 
 from .base import ArchConfig, CausalLM
 from .operators import Operators
@@ -190,7 +190,7 @@ class Attention(nn.Module):
         k_all = k.repeat_interleave(groups, dim=1)
         v_all = v.repeat_interleave(groups, dim=1)
         q = q * self.scaling
-        if isinstance(self.scores, SNNMatmul) and self.scores.path == "snn" and getattr(self.softmax, "path", None) == "snn":
+        if isinstance(self.scores, SNNMatmul) and self.scores.mode == "snn" and getattr(self.softmax, "mode", None) == "snn":
             probs = self.softmax.integrate(self.scores.iter_steps(q, k_all.transpose(-1, -2)), mask=mask)
         else:
             probs = self.softmax(self.scores(q, k_all.transpose(-1, -2)), mask=mask)

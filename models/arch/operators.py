@@ -20,11 +20,18 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.spiking import QSynapsis, SNNMatmul, SNNRMSNorm, SNNSiLU, SNNSoftmax, Synapsis
-from models.spiking.attention import SpikingAttentionValues
-from models.spiking.differential import SNNLayerNorm
-from models.spiking.gelu import SNNGELU
-from models.spiking.product import SNNMultiply
+from models.spiking import (
+    SNNGELU,
+    QSynapsis,
+    SNNLayerNorm,
+    SNNMatmul,
+    SNNMultiply,
+    SNNRMSNorm,
+    SNNSiLU,
+    SNNSoftmax,
+    SpikingAttentionValues,
+    Synapsis,
+)
 
 from .float_ops import CountedLinear, FloatGELU, FloatMatmul, FloatMultiply, FloatSiLU, FloatSoftmax, LayerNorm, RMSNorm
 from .spiking_config import SpikingConfig
@@ -50,48 +57,48 @@ class Operators:
         spec = self.config.spec(self.config.linear_granularity, kind)
         if mode == "qat":
             return QSynapsis(in_features, out_features, bias=bias, pre=spec, post=None)
-        return Synapsis(in_features, out_features, bias=bias, pre=spec, post=None, path=mode)
+        return Synapsis(in_features, out_features, bias=bias, pre=spec, post=None, mode=mode)
 
     def attention_scores(self) -> nn.Module:
         mode = self.config.op_mode("attention")
         spec = self.config.spec(kind="attention")
-        return FloatMatmul() if mode == "ann" else SNNMatmul(spec, spec, path=mode)
+        return FloatMatmul() if mode == "ann" else SNNMatmul(spec, spec, mode=mode)
 
     def attention_values(self) -> nn.Module:
         mode = self.config.op_mode("attention")
-        return FloatAttentionValues() if mode == "ann" else SpikingAttentionValues(self.config.spec(kind="attention"), path=mode)
+        return FloatAttentionValues() if mode == "ann" else SpikingAttentionValues(self.config.spec(kind="attention"), mode=mode)
 
     def softmax(self) -> nn.Module:
         mode = self.config.op_mode("softmax")
-        return FloatSoftmax(-1) if mode == "ann" else SNNSoftmax(-1, input_spec=None, path=mode)
+        return FloatSoftmax(-1) if mode == "ann" else SNNSoftmax(-1, input_spec=None, mode=mode)
 
     def silu(self, layer: int) -> nn.Module:
         mode = self.config.op_mode("silu")
         if mode == "ann":
             return FloatSiLU()
         x_max = self.config.silu_x_max_per_layer.get(layer, self.config.silu_x_max)
-        return SNNSiLU(self.config.steps_for("silu"), x_max, path=mode)
+        return SNNSiLU(self.config.steps_for("silu"), x_max, mode=mode)
 
     def multiply(self) -> nn.Module:
         mode = self.config.op_mode("multiply")
         spec = self.config.spec(kind="multiply")
-        return FloatMultiply() if mode == "ann" else SNNMultiply(spec, spec, path=mode)
+        return FloatMultiply() if mode == "ann" else SNNMultiply(spec, spec, mode=mode)
 
     def norm(self, dim: int, eps: float) -> nn.Module:
         mode = self.config.op_mode("norm")
         if mode == "ann":
             return RMSNorm(dim, eps)
-        return SNNRMSNorm(dim, eps, input_spec=self.config.spec(self.config.norm_granularity, "norm"), path=mode)
+        return SNNRMSNorm(dim, eps, input_spec=self.config.spec(self.config.norm_granularity, "norm"), mode=mode)
 
     def layer_norm(self, dim: int, eps: float) -> nn.Module:
         mode = self.config.op_mode("layernorm")
         if mode == "ann":
             return LayerNorm(dim, eps)
-        return SNNLayerNorm(dim, eps, input_spec=self.config.spec(self.config.norm_granularity, "layernorm"), path=mode)
+        return SNNLayerNorm(dim, eps, input_spec=self.config.spec(self.config.norm_granularity, "layernorm"), mode=mode)
 
     def gelu(self, layer: int, approximate: str = "none") -> nn.Module:
         mode = self.config.op_mode("gelu")
         if mode == "ann":
             return FloatGELU(approximate)
         x_max = self.config.gelu_x_max_per_layer.get(layer, self.config.gelu_x_max)
-        return SNNGELU(self.config.steps_for("gelu"), x_max, approximate, path=mode)
+        return SNNGELU(self.config.steps_for("gelu"), x_max, approximate, mode=mode)

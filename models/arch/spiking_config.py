@@ -125,3 +125,16 @@ def _converted(key: str, value: Any, convert: Any, expected: str) -> Any:
         return convert(value)
     except (TypeError, ValueError, AttributeError):
         raise ValueError(f"spiking config {key} must be {expected}, got {value!r}") from None
+
+
+def parse_kind_bits(items: list[str] | None, flag: str = "--kind-bits") -> dict[str, int]:
+    """``["multiply=10", "silu=9"]`` -> {"multiply": 10, "silu": 9}; one-line errors naming ``flag`` for bad kinds or bit widths."""
+    out = {}
+    for item in items or []:
+        kind, _, bits = (part.strip() for part in item.partition("="))
+        if not bits.isdigit():
+            raise ValueError(f"{flag} expects KIND=BITS (e.g. multiply=10), got {item!r}")
+        if kind not in OPERATOR_KINDS:
+            raise ValueError(f"{flag} {item!r}: unknown operator kind {kind!r}; known: {', '.join(OPERATOR_KINDS)}")
+        out[kind] = check_bits(int(bits), f"{flag} {kind}")
+    return out

@@ -43,7 +43,7 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     if not torch.is_tensor(x):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.is_floating_point() and x.numel():
-        lo, hi = torch.aminmax(x)  # one pass; NaN and inf both show in the extremes
+        lo, hi = torch.aminmax(x.detach())  # one pass; NaN and inf both show in the extremes
         if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):
             bad = "NaN" if bool(torch.isnan(x).any()) else "inf"
             raise ValueError(f"{name} contains {bad} values; spiking operators need finite inputs")
@@ -68,10 +68,12 @@ def check_nonnegative(value: torch.Tensor | float, name: str) -> None:
         raise ValueError(f"{name} must be finite and >= 0 for every neuron, got min {float(t.min())}")
 
 
-PATHS = ("snn", "snn-fused")
+SPIKING_MODES = ("snn", "snn-fused")
+OPERATOR_MODES = ("qat", "snn", "snn-fused")
 
 
-def check_path(path: object, allowed: tuple[str, ...] = PATHS) -> str:
-    if path not in allowed:
-        raise ValueError(f"path must be one of {', '.join(allowed)}, got {path!r}")
-    return path  # type: ignore[return-value]
+def check_mode(mode: object, allowed: tuple[str, ...] = SPIKING_MODES) -> str:
+    """The operator's execution mode: ``qat`` (quantized), ``snn`` (time-stepped) or ``snn-fused`` (closed form)."""
+    if mode not in allowed:
+        raise ValueError(f"mode (the execution path) must be one of {', '.join(allowed)}, got {mode!r}")
+    return mode  # type: ignore[return-value]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import Self
 
 import torch
 from torch import nn
@@ -79,36 +80,52 @@ def abs_sum(x: torch.Tensor, bound: int | None = None) -> int:
     return int(x.abs().sum(dtype=torch.float64))
 
 
+def module_name(module: nn.Module) -> str:
+    """The name a collector files ``module`` under: its path in the model, else its class."""
+    return getattr(module, "_counter_name", None) or type(module).__name__
+
+
 def record(module: nn.Module, **figures: int) -> None:
     """Add one call's figures for ``module`` to every active counter."""
     stats = OpStats(calls=1, **{k: int(v) for k, v in figures.items()})
-    name = getattr(module, "_counter_name", None) or type(module).__name__
+    name = module_name(module)
     for counter in _ACTIVE:
         counter.add(name, stats)
 
 
-class OpCounter:
-    """Context manager that collects OpStats per module while active.
+class Collector:
+    """Base of the collectors (OpCounter, EncodingObserver): a context manager, active inside ``with``.
 
-    ``OpCounter(model)`` names each operator by its path in ``model`` (``layers.0.mlp``);
-    without a model, operators are named by class. ``snapshot()``/``since()`` give the
-    figures of a window (e.g. one batch) without resetting the totals.
+    With a ``model``, each of its modules is named by its path in it (``layers.0.mlp``);
+    without one, modules are named by class. ``active`` is the subclass's list of active collectors.
     """
 
-    def __init__(self, model: nn.Module | None = None, on_call: Callable[[str, OpStats], None] | None = None) -> None:
-        self.model = model
-        self.on_call = on_call
-        self.totals: dict[str, OpStats] = {}
+    active: list
 
-    def __enter__(self) -> "OpCounter":
+    def __init__(self, model: nn.Module | None = None) -> None:
+        self.model = model
+
+    def __enter__(self) -> Self:
         if self.model is not None:
             for name, module in self.model.named_modules():
                 module._counter_name = name or type(module).__name__
-        _ACTIVE.append(self)
+        self.active.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _ACTIVE.remove(self)
+        self.active.remove(self)
+
+
+class OpCounter(Collector):
+    """Collects OpStats per module while active. ``snapshot()``/``since()`` give the figures of a
+    window (e.g. one batch) without resetting the totals; ``on_call`` streams each call's figures."""
+
+    active = _ACTIVE
+
+    def __init__(self, model: nn.Module | None = None, on_call: Callable[[str, OpStats], None] | None = None) -> None:
+        super().__init__(model)
+        self.on_call = on_call
+        self.totals: dict[str, OpStats] = {}
 
     def add(self, name: str, stats: OpStats) -> None:
         self.totals[name] = self.totals.get(name, OpStats()) + stats

@@ -1,4 +1,4 @@
-"""SNNGELU: GELU from the two fitted spiking neurons of SNNSiLU (BrainGPT appendix B.2.2's construction).
+"""SNNGELU: GELU from two fitted spiking neurons, as SNNSiLU (BrainGPT appendix B.2.2's construction).
 
 GELU(x) = x Phi(x) has SiLU's shape: 0 at 0, rising on x >= 0, one minimum on x < 0
 (-0.1700 at x = -0.7518) and back towards 0, so ``fit_staircase`` fits it the same way: T
@@ -15,7 +15,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .silu import SNNStaircase, StaircaseFit, bisect_root, fit_staircase
+from .staircase import SNNStaircase, StaircaseFit, bisect_root, fit_staircase
 
 APPROXIMATIONS = ("none", "tanh")
 _C = math.sqrt(2 / math.pi)
@@ -55,13 +55,13 @@ def fit_snn_gelu(time_steps: int = 127, x_max: float = 8.0, approximate: str = "
 
 
 class SNNGELU(SNNStaircase):
-    """GELU by two fitted spiking neurons. Paths: ``qat`` (staircase forward, GELU' backward), ``snn``, ``snn-fused``."""
+    """GELU by two fitted spiking neurons. Modes ``qat`` (staircase forward, GELU' backward), ``snn``, ``snn-fused``."""
 
     float_ops_per_element = 8  # erf or tanh, products and sums of the float GELU
 
-    def __init__(self, time_steps: int = 127, x_max: float = 8.0, approximate: str = "none", path: str = "snn-fused") -> None:
+    def __init__(self, time_steps: int = 127, x_max: float = 8.0, approximate: str = "none", mode: str = "snn-fused") -> None:
         self.approximate = check_approximate(approximate)
-        super().__init__(time_steps, x_max, path)
+        super().__init__(time_steps, x_max, mode)
 
     def make_fit(self, time_steps: int, x_max: float) -> StaircaseFit:
         return fit_snn_gelu(time_steps, x_max, self.approximate)

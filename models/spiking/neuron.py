@@ -1,29 +1,95 @@
-"""EI-IF neuron: the excitatory-inhibitory integrate-and-fire neuron of BrainGPT (eq. 1, 6-10).
+"""Spiking neurons as state machines: one base class and the three neurons of this project.
 
-The neuron is a state machine with an explicit ``reset()``. Each step it
+``SpikingNeuron`` keeps a membrane potential ``v`` and a step counter ``t`` until ``reset()``.
+One step is always the same three stages, each a method a neuron defines:
 
-1. charges:  V(t) = V(t-1) + I(t)
-2. fires:    S(t) = +1 if V(t) >= theta(t), -1 if V(t) <= -theta(t), else 0,
-             with the adaptive threshold theta(t) = theta_base + alpha * t
-3. attenuates: V(t) = max(0, V(t)(1-r)) if V(t) > 0, min(0, V(t)(1-r)) if V(t) < 0
+    neuronal_charge(x)        V(t) from V(t-1) and the input
+    neuronal_fire()           S(t) from V(t) and the threshold
+    neuronal_reset(S(t))      what the membrane keeps for the next step
 
-Time steps are counted t = 0..T-1. With theta_base = 0.5, alpha = 1, r = 1 and a constant
-input x the spike count over T steps is sign(x) * min(T, floor(|x| + 0.5)): round half away
-from zero, clamped to [-T, T] (the paper's t = 1..T would start the threshold at 1.5).
+``single_step(x)`` runs one step, ``multi_step(x_seq)`` a [T, ...] sequence and
+``iter_constant(x, T)`` T steps under a constant input (rate coding, BrainGPT eq. 6-10).
+Inputs are checked once per call, never inside the steps. The neurons:
 
-``spike_count_closed_form`` gives the same count without stepping, for every neuron with
-r >= 1 (the membrane forgets between steps, so the spikes fall on the first k steps).
+- ``EIIFNeuron``: BrainGPT's excitatory-inhibitory integrate-and-fire neuron (eq. 1);
+- ``IFNeuron``: the ternary IF neuron with soft reset of spike-based self-attention (``ssa.py``),
+  trained through a surrogate gradient (``surrogate.py``);
+- ``StaircaseNeuron``: a fitted neuron of the spiking SiLU and GELU (appendix B.2.2).
+
+These neurons step: they are the reference of the ``snn`` mode. The closed forms of their spike
+counts (the ``snn-fused`` mode) are in ``fast.py``, tested equal to them bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from .checks import check_finite, check_nonnegative, check_positive, check_time_steps
-from .quant import quantize_counts
+from .fast import eiif_counts, first_spike_time
+from .surrogate import check_surrogate, ternary_spike
+
+
+class SpikingNeuron(nn.Module):
+    """Base of the neurons: a membrane ``v`` (None before the first step: V(-1) = 0) and a step counter ``t``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the membrane and the step counter."""
+        self.v: torch.Tensor | None = None
+        self.t = 0
+
+    def neuronal_charge(self, x: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def neuronal_fire(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def neuronal_reset(self, spikes: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def check_input(self, x: torch.Tensor, step_shape: torch.Size) -> None:
+        """``x`` (one step or a sequence) is finite and a step of shape ``step_shape`` fits the membrane."""
+        check_finite(x, "current")
+        if self.v is not None and self.v.shape != step_shape:
+            raise ValueError(
+                f"current has shape {tuple(step_shape)} but the membrane has {tuple(self.v.shape)}; call reset() between inputs"
+            )
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """One time step on a checked input: charge, fire, reset. Returns S(t)."""
+        self.neuronal_charge(x)
+        spikes = self.neuronal_fire()
+        self.neuronal_reset(spikes)
+        self.t += 1
+        return spikes
+
+    def single_step(self, x: torch.Tensor) -> torch.Tensor:
+        """One time step of input ``x``; returns S(t)."""
+        self.check_input(x, x.shape)
+        return self.step(x)
+
+    def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Run ``x_seq`` of shape [T, ...] step by step; returns the spikes, [T, ...]."""
+        if x_seq.dim() == 0 or x_seq.shape[0] < 1:
+            raise ValueError("currents must have a leading time dimension of length >= 1")
+        self.check_input(x_seq, x_seq.shape[1:])
+        return torch.stack([self.step(x) for x in x_seq])
+
+    def iter_constant(self, x: torch.Tensor, time_steps: int) -> Iterator[torch.Tensor]:
+        """S(t) for t = 0..T-1 under the constant input ``x``, one step per item (the input is checked now)."""
+        T = check_time_steps(time_steps)
+        self.check_input(x, x.shape)
+        return (self.step(x) for _ in range(T))
+
+    def run_constant(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+        """Drive the neuron with the constant input ``x`` for T steps (eq. 6-10); returns [T, ...] spikes."""
+        return torch.stack(list(self.iter_constant(x, time_steps)))
 
 
 def _as_param(value: float | torch.Tensor, num_features: int | None, name: str) -> torch.Tensor:
@@ -39,44 +105,22 @@ def _as_param(value: float | torch.Tensor, num_features: int | None, name: str) 
 
 
 def threshold_at(theta_base: torch.Tensor, alpha: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-    """theta(t) = theta_base + alpha * t (eq. 8). One expression for both paths keeps them bit-equal."""
+    """theta(t) = theta_base + alpha * t (eq. 8). ``fast.spike_count_closed_form`` compares against the same expression."""
     return theta_base + alpha * t
 
 
-def spike_count_closed_form(
-    x: torch.Tensor,
-    time_steps: int,
-    theta_base: torch.Tensor | float = 0.5,
-    alpha: torch.Tensor | float = 1.0,
-) -> torch.Tensor:
-    """Signed spike count of a memoryless (r >= 1) EI-IF neuron under constant input ``x``.
+class EIIFNeuron(SpikingNeuron):
+    """Ternary EI-IF neuron of BrainGPT (eq. 1; eq. 6-10 under a constant input), per-neuron theta_base, alpha, r:
 
-    The count is #{t < T : |x| >= theta(t)} with the sign of x. theta(t) is non-decreasing,
-    so the spikes are the first k steps; k is estimated from (|x| - theta_base) / alpha and
-    then corrected with the very comparison the time-stepped neuron makes, which makes the
-    result equal to the simulation bit for bit, whatever the rounding of the estimate.
-    """
-    T = check_time_steps(time_steps)
-    theta_base = torch.as_tensor(theta_base, dtype=x.dtype, device=x.device)
-    alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device)
-    u = x.abs()
-    safe_alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
-    estimate = torch.floor((u - theta_base) / safe_alpha) + 1
-    estimate = torch.where(alpha > 0, estimate, torch.where(u >= theta_base, float(T), 0.0))
-    k = torch.nan_to_num(estimate, nan=0.0, posinf=float(T), neginf=0.0).clamp(0, T)
-    for _ in range(2):
-        k = k + ((k < T) & (u >= threshold_at(theta_base, alpha, k))).to(x.dtype)
-        k = k - ((k > 0) & (u < threshold_at(theta_base, alpha, k - 1))).to(x.dtype)
-    return torch.where(x < 0, -k, k)
+        charge:  V(t) = V(t-1) + I(t)
+        fire:    S(t) = 1 if V(t) >= theta(t), -1 if V(t) <= -theta(t), else 0,   theta(t) = theta_base + alpha t
+        reset:   V(t) = max(0, V(t)(1 - r)) if V(t) > 0,  min(0, V(t)(1 - r)) if V(t) < 0   (attenuation)
 
-
-class EIIFNeuron(nn.Module):
-    """Ternary EI-IF neuron with per-neuron theta_base, alpha and r (eq. 1).
-
-    ``num_features`` gives each of the last-dimension neurons its own parameters; ``None``
-    shares scalars. ``single_step`` advances one step, ``multi_step`` runs a [T, ...] input.
-    With ``track_stats`` the neuron keeps its signed spike count, number of spikes and
-    first-spike time (-1 = not yet fired) until ``reset()``.
+    Time steps are counted t = 0..T-1: with theta_base = 0.5, alpha = 1, r = 1 the count under a
+    constant x is sign(x) min(T, floor(|x| + 0.5)), round half away from zero clamped to [-T, T]
+    (the paper's t = 1..T would start the threshold at 1.5). ``num_features`` gives each of the
+    last-dimension neurons its own parameters; ``None`` shares scalars. With ``track_stats`` the
+    neuron keeps its signed spike count, number of spikes and first-spike time (-1 = not yet).
     """
 
     def __init__(
@@ -88,27 +132,22 @@ class EIIFNeuron(nn.Module):
         r: float | torch.Tensor = 1.0,
         track_stats: bool = False,
     ) -> None:
-        super().__init__()
         theta_base = _as_param(theta_base, num_features, "theta_base")
         alpha = _as_param(alpha, num_features, "alpha")
         r = _as_param(r, num_features, "r")
         check_positive(theta_base, "theta_base")
         check_nonnegative(alpha, "alpha")
         check_nonnegative(r, "r")
+        super().__init__()
         self.num_features = num_features
         self.register_buffer("theta_base", theta_base)
         self.register_buffer("alpha", alpha)
         self.register_buffer("r", r)
         self.track_stats = track_stats
-        self.reset()
 
     def reset(self) -> None:
         """Forget the membrane, the step counter and the statistics."""
-        self.v = None
-        self._checked: list | None = None  # [input, its version, zero-free or None]: the last input that passed the checks
-        self._memoryless_key: tuple | None = None
-        self._memoryless_now = False
-        self.t = 0
+        super().reset()
         self.spike_count: torch.Tensor | None = None
         self.num_spikes: torch.Tensor | None = None
         self.first_spike_time: torch.Tensor | None = None
@@ -118,92 +157,39 @@ class EIIFNeuron(nn.Module):
         """True when r >= 1 for every neuron: the membrane is wiped after every step."""
         return bool((self.r >= 1).all())
 
-    def _params(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (
-            self.theta_base.to(like.dtype),
-            self.alpha.to(like.dtype),
-            self.r.to(like.dtype),
-        )
-
-    # The membrane after attenuation, V(t), is computed when it is needed: when read, or when the
-    # next charge needs it. A memoryless neuron (r >= 1) is left with V = +-0 after every step,
-    # and x + (+-0) == x bit for bit for every finite x != 0, so under a zero-free input the next
-    # charge is the input itself and V never has to be formed. Spikes, statistics and V (when
-    # read) are bit for bit those of charging and attenuating at every step.
-
     @property
-    def v(self) -> torch.Tensor | None:
-        """The membrane potential after the last step (attenuated), None before the first step."""
-        if self._charged is not None:
-            charged, r = self._charged
-            decayed = charged * (1 - r)
-            self._v = torch.where(charged > 0, decayed.clamp(min=0), torch.where(charged < 0, decayed.clamp(max=0), charged))
-            self._charged = None
-        return self._v
+    def conversion_parameters(self) -> bool:
+        """True when every neuron has theta_base = 0.5 and alpha = 1 (BrainGPT's lossless setting)."""
+        return bool((self.theta_base == 0.5).all()) and bool((self.alpha == 1.0).all())
 
-    @v.setter
-    def v(self, value: torch.Tensor | None) -> None:
-        self._v = value
-        self._charged: tuple[torch.Tensor, torch.Tensor] | None = None  # (V after charging, r) of the last step, not yet attenuated
-
-    def _state_shape(self) -> torch.Size | None:
-        if self._charged is not None:
-            return self._charged[0].shape
-        return self._v.shape if self._v is not None else None
-
-    def _is_memoryless(self) -> bool:
-        """``memoryless``, cached while the ``r`` buffer is unchanged (no device sync per step)."""
-        key = (id(self.r), self.r.data_ptr(), self.r._version)
-        if key != self._memoryless_key:
-            self._memoryless_key, self._memoryless_now = key, self.memoryless
-        return self._memoryless_now
-
-    def _check_current(self, current: torch.Tensor, name: str = "current") -> list:
-        """check_finite and the shape checks, skipped for the very input that passed them last (unmodified)."""
-        checked = self._checked
-        if checked is not None and checked[0] is current and checked[1] == current._version:
-            return checked
-        check_finite(current, name)
-        if self.num_features is not None and (current.dim() == 0 or current.shape[-1] != self.num_features):
+    def check_input(self, x: torch.Tensor, step_shape: torch.Size) -> None:
+        super().check_input(x, step_shape)
+        if self.num_features is not None and (len(step_shape) == 0 or step_shape[-1] != self.num_features):
             raise ValueError(
-                f"{name} must have last dimension {self.num_features} (num_features), got shape {tuple(current.shape)}"
+                f"current must have last dimension {self.num_features} (num_features), got shape {tuple(step_shape)}"
             )
-        self._checked = [current, current._version, None]
-        return self._checked
 
-    def _step(self, current: torch.Tensor, zero_free: Callable[[], bool]) -> torch.Tensor:
-        """One step of eq. 1 on a checked input; ``zero_free()`` says whether it has no exact zeros."""
-        state_shape = self._state_shape()
-        if state_shape is not None and state_shape != current.shape:
-            raise ValueError(
-                f"current has shape {tuple(current.shape)} but the membrane has {tuple(state_shape)}; call reset() between inputs"
-            )
-        theta_base, alpha, r = self._params(current)
-        if self._charged is not None and self._charged[0].dtype == current.dtype and self._is_memoryless() and zero_free():
-            v = current.clone()  # = (+-0) + current: see above
-        else:
-            previous = self.v
-            v = current.clone() if previous is None else previous + current
-        theta = threshold_at(theta_base, alpha, self.t)
-        spikes = (v >= theta).to(current.dtype) - (v <= -theta).to(current.dtype)
-        self._v, self._charged = None, (v, r)
+    def neuronal_charge(self, current: torch.Tensor) -> None:
+        self.v = current if self.v is None else self.v + current
+
+    def neuronal_fire(self) -> torch.Tensor:
+        v = self.v
+        theta = threshold_at(self.theta_base.to(v.dtype), self.alpha.to(v.dtype), self.t)
+        return (v >= theta).to(v.dtype) - (v <= -theta).to(v.dtype)
+
+    def neuronal_reset(self, spikes: torch.Tensor) -> None:
+        v = self.v
+        decayed = v * (1 - self.r.to(v.dtype))
+        self.v = torch.where(v > 0, decayed.clamp(min=0), torch.where(v < 0, decayed.clamp(max=0), v))
+
+    def step(self, current: torch.Tensor) -> torch.Tensor:
+        t = self.t
+        spikes = super().step(current)
         if self.track_stats:
-            self._update_stats(spikes)
-        self.t += 1
+            self._update_stats(spikes, t)
         return spikes
 
-    def single_step(self, current: torch.Tensor) -> torch.Tensor:
-        """One step of eq. 1: charge, fire against theta(t), attenuate. Returns S(t) in {-1, 0, 1}."""
-        checked = self._check_current(current)
-
-        def zero_free() -> bool:
-            if checked[2] is None:
-                checked[2] = not bool((current == 0).any())
-            return checked[2]
-
-        return self._step(current, zero_free)
-
-    def _update_stats(self, spikes: torch.Tensor) -> None:
+    def _update_stats(self, spikes: torch.Tensor, t: int) -> None:
         fired = spikes != 0
         if self.spike_count is None:
             self.spike_count = torch.zeros_like(spikes)
@@ -212,65 +198,82 @@ class EIIFNeuron(nn.Module):
         self.spike_count = self.spike_count + spikes
         self.num_spikes = self.num_spikes + fired.to(torch.int64)
         first = fired & (self.first_spike_time < 0)
-        self.first_spike_time = torch.where(first, torch.full_like(self.first_spike_time, self.t), self.first_spike_time)
+        self.first_spike_time = torch.where(first, torch.full_like(self.first_spike_time, t), self.first_spike_time)
 
-    def multi_step(self, currents: torch.Tensor) -> torch.Tensor:
-        """Run ``currents`` of shape [T, ...] step by step; returns spikes of the same shape."""
-        if currents.dim() == 0 or currents.shape[0] < 1:
-            raise ValueError("currents must have a leading time dimension of length >= 1")
-        check_finite(currents, "current")
-        if self.num_features is not None and (currents.dim() < 2 or currents.shape[-1] != self.num_features):
-            raise ValueError(
-                f"current must have last dimension {self.num_features} (num_features), got shape {tuple(currents.shape[1:])}"
-            )
-        zero_free: list[bool] | None = None
-
-        def step_is_zero_free(t: int) -> bool:
-            nonlocal zero_free
-            if zero_free is None:
-                nonzero = currents != 0
-                zero_free = (nonzero.flatten(1).all(1) if nonzero.dim() > 1 else nonzero).tolist()
-            return zero_free[t]
-
-        return torch.stack([self._step(c, lambda t=t: step_is_zero_free(t)) for t, c in enumerate(currents)])
-
-    def run_constant(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
-        """Drive the neuron with the constant current ``x`` for T steps (eq. 6-10); returns [T, ...] spikes."""
-        T = check_time_steps(time_steps)
-        check_finite(x, "x")
-        return torch.stack([self.single_step(x) for _ in range(T)])
+    # The closed forms (r >= 1) belong to the fast path; these two name them on the neuron.
 
     def count_closed_form(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
-        """Spike count of ``run_constant(x, T).sum(0)`` without stepping (requires r >= 1).
-
-        With the conversion parameters (theta_base 0.5, alpha 1) in float32/float64 the count is
-        round-half-away-from-zero clamped to [-T, T], computed directly (the tests prove the two equal).
-        """
-        check_finite(x, "x")
-        if not self.memoryless:
-            raise ValueError("count_closed_form needs r >= 1 for every neuron (a leaky membrane has no closed form); use run_constant")
-        check_time_steps(time_steps)
-        if x.dtype in (torch.float32, torch.float64) and time_steps < 2**22 and self.conversion_parameters:
-            return quantize_counts(x, time_steps)
-        theta_base, alpha, _ = self._params(x)
-        return spike_count_closed_form(x, time_steps, theta_base, alpha)
-
-    @property
-    def conversion_parameters(self) -> bool:
-        """True when every neuron has theta_base = 0.5 and alpha = 1 (BrainGPT's lossless setting).
-
-        Asked on every closed-form count; the answer is kept until either buffer changes."""
-        key = (self.theta_base.data_ptr(), self.theta_base._version, self.alpha.data_ptr(), self.alpha._version)
-        cached = self.__dict__.get("_conversion_parameters")
-        if cached is None or cached[0] != key:
-            cached = (key, bool((self.theta_base == 0.5).all()) and bool((self.alpha == 1.0).all()))
-            self.__dict__["_conversion_parameters"] = cached
-        return cached[1]
+        """``run_constant(x, T).sum(0)`` without stepping (needs r >= 1): ``fast.eiif_counts``."""
+        return eiif_counts(self, x, time_steps)
 
     @staticmethod
     def first_spike_time_closed_form(count: torch.Tensor) -> torch.Tensor:
-        """First-spike time of a memoryless neuron given its closed-form count: 0 if it fires, else -1."""
-        return torch.where(count != 0, 0, -1).to(torch.int64)
+        """First-spike time of a memoryless neuron from its closed-form count: ``fast.first_spike_time``."""
+        return first_spike_time(count)
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, track_stats={self.track_stats}"
+
+
+class IFNeuron(SpikingNeuron):
+    """Ternary integrate-and-fire neuron with soft reset, as in SSA (Spikformer eq. 6-8 with ternary spikes):
+
+        charge:  V_t = V_{t-1} + I_t
+        fire:    S_t = 1 if V_t >= theta/2, -1 if V_t <= -theta/2, else 0   (surrogate gradient backward)
+        reset:   V_t = V_t - S_t theta                                       (soft reset)
+
+    A spike carries the value theta: under a constant current c the count over T steps is
+    round(T c / theta) clamped to [-T, T]. ``threshold`` broadcasts against the input and may
+    carry gradients (SSA learns it); ``surrogate`` and ``alpha`` choose the gradient (``surrogate.py``).
+    """
+
+    def __init__(self, threshold: torch.Tensor, surrogate: str = "atan", alpha: float | None = None) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.surrogate, self.alpha = check_surrogate(surrogate, alpha)
+
+    def neuronal_charge(self, current: torch.Tensor) -> None:
+        self.v = current if self.v is None else self.v + current
+
+    def neuronal_fire(self) -> torch.Tensor:
+        return ternary_spike(self.v, self.threshold, self.surrogate, self.alpha)
+
+    def neuronal_reset(self, spikes: torch.Tensor) -> None:
+        self.v = self.v - spikes * self.threshold
+
+
+class StaircaseNeuron(SpikingNeuron):
+    """One neuron of the spiking SiLU (BrainGPT appendix B.2.2), with a fitted threshold and amplitude per step:
+
+        charge:  V_t = gamma V_{t-1} + u
+        fire:    S_t = A(t) if V_t >= theta(t), else 0     (silent after the last fitted step)
+        reset:   none (the leak gamma acts in the charge)
+
+    The positive neuron sees u = x (x >= 0), the negative one u = -x (x < 0; the paper writes its
+    condition on -V). With gamma = 0 and ascending thresholds the neuron fires on its first k steps,
+    k = #{t : u >= theta(t)}. Thresholds and amplitudes are float64 buffers, used in the input's dtype.
+    """
+
+    def __init__(self, thresholds: torch.Tensor, amplitudes: torch.Tensor, gamma: float = 0.0) -> None:
+        if thresholds.shape != amplitudes.shape or thresholds.dim() != 1:
+            raise ValueError(f"thresholds and amplitudes must be 1-D of one length, got {tuple(thresholds.shape)} and {tuple(amplitudes.shape)}")
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("thresholds", thresholds.clone(), persistent=False)
+        self.register_buffer("amplitudes", amplitudes.clone(), persistent=False)
+
+    def neuronal_charge(self, u: torch.Tensor) -> None:
+        self.v = u if self.v is None else self.gamma * self.v + u
+
+    def neuronal_fire(self) -> torch.Tensor:
+        v = self.v
+        if self.t >= len(self.thresholds):
+            return torch.zeros_like(v)
+        zero = torch.zeros((), dtype=v.dtype, device=v.device)
+        return torch.where(v >= self.thresholds[self.t].to(v.dtype), self.amplitudes[self.t].to(v.dtype), zero)
+
+    def neuronal_reset(self, spikes: torch.Tensor) -> None:
+        pass
+
+    def extra_repr(self) -> str:
+        return f"steps={len(self.thresholds)}, gamma={self.gamma}"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .counters import Collector, module_name
+
 _ACTIVE: list["EncodingObserver"] = []
 
 
@@ -40,7 +42,7 @@ def observing() -> bool:
 
 def encoded(module: nn.Module, v: torch.Tensor, n: torch.Tensor, time_steps: int, scale: torch.Tensor) -> None:
     """Record one coding of ``v`` (input / scale) into counts ``n`` by ``module``."""
-    name = getattr(module, "_counter_name", None) or type(module).__name__
+    name = module_name(module)
     v = v.detach()
     clipped = int((v.abs() >= time_steps + 0.5).sum())
     max_count = int(n.detach().abs().max()) if n.numel() else 0
@@ -54,19 +56,11 @@ def encoded(module: nn.Module, v: torch.Tensor, n: torch.Tensor, time_steps: int
         stats.scale_values += scale.numel()
 
 
-class EncodingObserver:
-    """Context manager collecting EncodingStats per operator; ``model`` names operators by path."""
+class EncodingObserver(Collector):
+    """Collects EncodingStats per operator while active; ``model`` names operators by path."""
+
+    active = _ACTIVE
 
     def __init__(self, model: nn.Module | None = None) -> None:
-        self.model = model
+        super().__init__(model)
         self.stats: dict[str, EncodingStats] = {}
-
-    def __enter__(self) -> "EncodingObserver":
-        if self.model is not None:
-            for name, module in self.model.named_modules():
-                module._counter_name = name or type(module).__name__
-        _ACTIVE.append(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _ACTIVE.remove(self)

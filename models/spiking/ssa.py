@@ -22,10 +22,10 @@ fine-tunes it with surrogate gradients (its steps 1 and 3). Here, for a causal d
   by its number of visible keys (a causal mean instead of a causal sum; off by default);
 - c_proj acts on the output spikes; the block returns its accumulated current.
 
-Neurons are ternary integrate-and-fire neurons with a soft reset: V_t = V_{t-1} + I_t; a spike
-+1 when V_t >= theta/2, -1 when V_t <= -theta/2; V_t -= S_t theta. Under a constant current c a
-neuron fires round(T c / theta) times (clamped to T): a spike carries the value theta. The
-spike function is a Heaviside step with a surrogate gradient (``models/train/surrogate.py``),
+Neurons are ternary integrate-and-fire neurons with a soft reset (``neuron.IFNeuron``): V_t =
+V_{t-1} + I_t; a spike +1 when V_t >= theta/2, -1 when V_t <= -theta/2; V_t -= S_t theta. Under a
+constant current c a neuron fires round(T c / theta) times (clamped to T): a spike carries the
+value theta. The spike function is a Heaviside step with a surrogate gradient (``surrogate.py``),
 so the block trains with back-propagation through time. Per-token and static scales are folded
 into the thresholds, so what is integrated per step is a sum of weights (AC) or an integer.
 
@@ -43,27 +43,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.train.surrogate import check_surrogate, ternary_spike
+import models.spiking.counters as counters
 
-from . import counters
-from .checks import check_finite, check_time_steps
+from .checks import OPERATOR_MODES, check_finite, check_mode, check_time_steps
+from .neuron import IFNeuron
+from .surrogate import check_surrogate
 
 
 def if_neuron(currents: torch.Tensor, threshold: torch.Tensor, surrogate: str = "atan", alpha: float | None = None) -> torch.Tensor:
-    """Ternary IF neuron with soft reset over the leading time axis of ``currents`` (T, ...); returns spikes (T, ...).
+    """Spikes (T, ...) of ternary IF neurons (``IFNeuron``, soft reset) over the leading time axis of ``currents``.
 
-    Fires +1 when V >= theta/2 and -1 when V <= -theta/2, then V -= S theta; under a constant
-    current c the count is round(T c / theta) clamped to [-T, T]. Differentiable through the surrogate.
+    Under a constant current c the count is round(T c / theta) clamped to [-T, T]. Differentiable through the surrogate.
     """
-    name, alpha = check_surrogate(surrogate, alpha)
-    v = torch.zeros_like(currents[0])
-    out = []
-    for current in currents:
-        v = v + current
-        s = ternary_spike(v, threshold, name, alpha)
-        v = v - s * threshold
-        out.append(s)
-    return torch.stack(out)
+    return IFNeuron(threshold, surrogate, alpha).multi_step(currents)
 
 
 class SpikeProduct(nn.Module):
@@ -74,28 +66,44 @@ class SpikeProduct(nn.Module):
         scores = (q @ k.transpose(-1, -2)) * mask.to(q.dtype)
         out = scores @ v
         if counters.counting():
-            with torch.no_grad():
-                live = mask.to(q.dtype)
-                qk_acs = ((q.abs() @ k.abs().transpose(-1, -2)) * live).sum()  # coincident spike pairs
-                pv_acs = (((scores != 0).to(q.dtype)) @ v.abs().sum(-1, keepdim=True)).sum()  # a nonzero score per value spike
-                T, B, H, Lq, d = q.shape
-                Lk = k.shape[-2]
-                counters.record(
-                    self,
-                    Effective_ACs=int(qk_acs) + int(pv_acs),
-                    Dense=2 * T * B * H * Lq * Lk * d,
-                )
+            self._record_counts(q, k, v, mask, scores)
         return out
+
+    @torch.no_grad()
+    def _record_counts(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> None:
+        live = mask.to(q.dtype)
+        qk_acs = ((q.abs() @ k.abs().transpose(-1, -2)) * live).sum()  # coincident spike pairs
+        pv_acs = (((scores != 0).to(q.dtype)) @ v.abs().sum(-1, keepdim=True)).sum()  # a nonzero score per value spike
+        T, B, H, Lq, d = q.shape
+        Lk = k.shape[-2]
+        counters.record(self, Effective_ACs=int(qk_acs) + int(pv_acs), Dense=2 * T * B * H * Lq * Lk * d)
 
 
 class SpikeLinear(nn.Linear):
-    """A synapse layer driven by spikes, with nn.Linear's parameters: W . n for integrated spike counts n."""
+    """A synapse layer driven by spikes, with nn.Linear's parameters: W . (theta n) for integrated spike counts n."""
 
-    def forward_spikes(self, counts: torch.Tensor, spikes: int, time_steps: int) -> torch.Tensor:
-        """W . n (no bias) for spike counts n (..., in_features) integrated over ``time_steps``; ``spikes`` x fan-out ACs."""
+    def forward_spikes(
+        self, counts: torch.Tensor, spikes: int, time_steps: int, value: torch.Tensor | None = None, bias: bool = False
+    ) -> torch.Tensor:
+        """W . (value n) (+ b with ``bias``) for spike counts n (..., in_features) integrated over ``time_steps``.
+
+        ``value`` (per input channel) is what one spike carries, folded into the weights; ``spikes`` x fan-out ACs.
+        """
+        out = F.linear(counts, self.weight if value is None else self.weight * value)
+        if bias:
+            out = out + self.bias
         if counters.counting():
-            counters.record(self, Effective_ACs=spikes * self.out_features, Dense=time_steps * counts.numel() * self.out_features)
-        return F.linear(counts, self.weight)
+            self._record_counts(counts, spikes, time_steps, bias)
+        return out
+
+    def _record_counts(self, counts: torch.Tensor, spikes: int, time_steps: int, bias: bool) -> None:
+        tokens = counts.numel() // self.in_features
+        counters.record(
+            self,
+            Effective_ACs=spikes * self.out_features,
+            Dense=time_steps * counts.numel() * self.out_features,
+            float_ops=tokens * self.out_features if bias else 0,
+        )
 
 
 class SpikingSelfAttention(nn.Module):
@@ -109,7 +117,7 @@ class SpikingSelfAttention(nn.Module):
         surrogate: str = "atan",
         alpha: float | None = None,
         normalize: bool = False,
-        path: str = "snn-fused",
+        mode: str = "snn-fused",
     ) -> None:
         super().__init__()
         if hidden_size % num_heads:
@@ -118,7 +126,7 @@ class SpikingSelfAttention(nn.Module):
         self.surrogate, self.alpha = check_surrogate(surrogate, alpha)
         self.hidden_size, self.num_heads, self.head_dim = hidden_size, num_heads, hidden_size // num_heads
         self.normalize = normalize
-        self.path = path
+        self.mode = check_mode(mode, OPERATOR_MODES)
         self.c_attn = SpikeLinear(hidden_size, 3 * hidden_size)
         self.c_proj = SpikeLinear(hidden_size, hidden_size)
         self.product = SpikeProduct()
@@ -155,8 +163,7 @@ class SpikingSelfAttention(nn.Module):
         spikes = if_neuron(current.expand(T, *current.shape), theta / theta_x, self.surrogate, self.alpha)
         q, k, v = spikes.split(D, dim=-1)
         if counters.counting():
-            counters.record(
-                self,
+            self._record_counts(
                 spikes=counters.nonzero(s_x) + counters.nonzero(spikes),
                 neuron_steps=T * (x.numel() + current.numel()),
                 float_ops=2 * x.numel() + 3 * current.numel(),  # absmax and x/T per input; folded threshold, bias and 1/T per neuron
@@ -202,22 +209,15 @@ class SpikingSelfAttention(nn.Module):
         s_o = if_neuron(product, theta_o, self.surrogate, self.alpha)
         s_o = s_o.transpose(2, 3).reshape(T, B, L, D)
         # c_proj: spikes of value theta_o through the synapses; the accumulated current leaves the block.
-        proj = F.linear(s_o.sum(0), self.c_proj.weight * self.log_theta_o.exp()) + self.c_proj.bias
+        fired = counters.nonzero(s_o) if counters.counting() else 0
+        proj = self.c_proj.forward_spikes(s_o.sum(0), fired, T, value=self.log_theta_o.exp(), bias=True)
         if counters.counting():
-            tokens = B * L
-            counters.record(
-                self.c_proj,
-                Effective_ACs=counters.nonzero(s_o) * D,
-                Dense=T * tokens * D * D,
-                float_ops=tokens * D,  # bias
-            )
-            counters.record(
-                self,
-                spikes=counters.nonzero(s_o),
-                neuron_steps=T * tokens * D,
-                float_ops=tokens * D,  # folded output thresholds
-            )
+            self._record_counts(spikes=fired, neuron_steps=T * B * L * D, float_ops=B * L * D)  # folded output thresholds
         return proj, present
+
+    def _record_counts(self, spikes: int, neuron_steps: int, float_ops: int) -> None:
+        """The block's own neurons (input, Q, K, V or output) and their float work; the synapses and the product count themselves."""
+        counters.record(self, spikes=spikes, neuron_steps=neuron_steps, float_ops=float_ops)
 
     def extra_repr(self) -> str:
         return (

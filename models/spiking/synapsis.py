@@ -5,29 +5,33 @@
 
 Both compute the synaptic current the same way, from integer-valued counts n (quantizer
 output or spike count) and the two parts of the input scale: ``linear(n, W * s_static) *
-s_token + b`` (the static part folded into the weights, the per-token part applied after). The quantizer rounds half
-away from zero and clamps to [-T, T], which is what the EI-IF neuron with theta_base = 0.5,
+s_token + b`` (the static part folded into the weights, the per-token part applied after).
+The quantizer rounds half away from zero and clamps to [-T, T], which is what the EI-IF neuron with theta_base = 0.5,
 alpha = 1, r = 1 counts, so ``Synapsis.from_qsynapsis(q)`` reproduces ``q`` exactly.
 
-Synapsis has two execution paths:
+Synapsis has two modes:
 - ``snn``: each pre-synaptic neuron is stepped through T steps under its constant input
   current x/s; the synapse integrates the ternary spike train it receives and applies the
   weights to the integrated train (W . sum_t S_t = sum_t W . S_t, appendix B.1's
   activation-weight product, without float re-association); the post-synaptic neuron is
   then stepped under the resulting current;
-- ``snn-fused``: the same counts in closed form (``spike_count_closed_form``).
+- ``snn-fused``: the same counts in closed form, and W * s_static kept between calls (``fast.py``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import counters
-from .checks import check_finite, check_last_dim, check_path
-from .neuron import EIIFNeuron
+import models.spiking.counters as counters
+
+from .checks import SPIKING_MODES, check_finite, check_last_dim, check_mode
 from .encode import spike_code
+from .fast import folded_weight
+from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer, combine_scales
 
 
@@ -38,23 +42,18 @@ def synaptic_current(
     token_scale: torch.Tensor | None,
     static_scale: torch.Tensor | None,
 ) -> torch.Tensor:
-    """W . (s n) + b computed from counts n; one function for QSynapsis and both Synapsis paths."""
+    """W . (s n) + b computed from counts n; one function for QSynapsis and both Synapsis modes."""
     y = F.linear(counts, weight if static_scale is None else weight * static_scale)
     if token_scale is not None:
         y = y * token_scale
     return y if bias is None else y + bias
 
 
-def _float_ops_linear(x_numel: int, y_numel: int, has_bias: bool, has_post: bool, dynamic_pre: bool) -> int:
-    ops = x_numel * (2 if dynamic_pre else 1) + y_numel  # absmax + x/s, then current * s
-    if has_bias:
-        ops += y_numel
-    if has_post:
-        ops += 3 * y_numel  # absmax, y/s, n*s
-    return ops
-
-
 class _SynapseBase(nn.Module):
+    """Weights, bias, the quantizers' specs and the EI-IF neurons of QSynapsis and Synapsis; ``modes`` are the subclass's."""
+
+    modes: tuple[str, ...] = ()
+
     def __init__(
         self,
         in_features: int,
@@ -62,10 +61,12 @@ class _SynapseBase(nn.Module):
         bias: bool = True,
         pre: QuantSpec = QuantSpec(),
         post: QuantSpec | None = QuantSpec(),
+        mode: str | None = None,
     ) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(f"in_features and out_features must be >= 1, got {in_features} and {out_features}")
+        self.mode = check_mode(self.modes[-1] if mode is None else mode, self.modes)
         self.in_features = in_features
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
@@ -80,12 +81,23 @@ class _SynapseBase(nn.Module):
         check_finite(x, "x")
         check_last_dim(x, self.in_features, "x", "in_features")
 
+    def _float_ops(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """Elementwise float work: absmax and x/s per input (x/s only for a static scale), current * s, bias, post coding."""
+        ops = x.numel() * (2 if self.pre.spec.dynamic else 1) + y.numel()
+        if self.bias is not None:
+            ops += y.numel()
+        if self.post is not None:
+            ops += 3 * y.numel()  # absmax, y/s, n*s
+        return ops
+
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, mode={self.mode}"
 
 
 class QSynapsis(_SynapseBase):
-    """The quantization-aware (stage 1) operator: one step, straight-through gradients."""
+    """The quantization-aware (stage 1) operator (eq. 2-3): one step, straight-through gradients."""
+
+    modes = ("qat",)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
@@ -94,83 +106,72 @@ class QSynapsis(_SynapseBase):
         y = synaptic_current(n, self.weight, self.bias, token, static)
         out = self.post(y) if self.post is not None else y
         if counters.counting():
-            tokens = x.numel() // self.in_features
-            counters.record(
-                self,
-                Effective_MACs=counters.nonzero(n) * self.out_features,
-                Dense=tokens * self.in_features * self.out_features,
-                float_ops=_float_ops_linear(x.numel(), y.numel(), self.bias is not None, self.post is not None, self.pre.spec.dynamic),
-            )
+            self._record_counts(x, n, y)
         return out
+
+    def _record_counts(self, x: torch.Tensor, n: torch.Tensor, y: torch.Tensor) -> None:
+        tokens = x.numel() // self.in_features
+        counters.record(
+            self,
+            Effective_MACs=counters.nonzero(n) * self.out_features,
+            Dense=tokens * self.in_features * self.out_features,
+            float_ops=self._float_ops(x, y),
+        )
 
 
 class Synapsis(_SynapseBase):
-    """The spiking operator: EI-IF pre- and post-synaptic neurons around an accumulate-only synapse."""
+    """The spiking operator (eq. 4): EI-IF pre- and post-synaptic neurons around an accumulate-only synapse.
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        pre: QuantSpec = QuantSpec(),
-        post: QuantSpec | None = QuantSpec(),
-        path: str = "snn-fused",
-    ) -> None:
-        super().__init__(in_features, out_features, bias, pre, post)
-        self.path = check_path(path)
+    Modes ``snn`` (neurons stepped) and ``snn-fused`` (closed form, the default).
+    """
+
+    modes = SPIKING_MODES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The parameters of ``_SynapseBase``; ``mode`` defaults to ``snn-fused``."""
+        super().__init__(*args, **kwargs)
         # Time steps the pre-synaptic neurons are run for. The coding range (T of the quantizer,
         # which sets the per-token scale) stays; stage 3 (STDP) may shorten the window once the
         # neurons' adaptive thresholds make the late steps silent.
         self.register_buffer("window", torch.tensor(self.pre.T))
 
     @classmethod
-    def from_qsynapsis(cls, q: QSynapsis, path: str = "snn-fused") -> "Synapsis":
+    def from_qsynapsis(cls, q: QSynapsis, mode: str = "snn-fused") -> "Synapsis":
         """Stage-2 conversion: the same weights and scales, quantizers replaced by EI-IF neurons."""
-        s = cls(q.in_features, q.out_features, q.bias is not None, q.pre.spec, q.post.spec if q.post else None, path)
+        s = cls(q.in_features, q.out_features, q.bias is not None, q.pre.spec, q.post.spec if q.post else None, mode=mode)
         missing, unexpected = s.load_state_dict(q.state_dict(), strict=False)
         if unexpected or set(missing) != {"window"}:
             raise ValueError(f"QSynapsis state does not fit Synapsis: missing {missing}, unexpected {unexpected}")
         return s.to(q.weight.device, q.weight.dtype)
-
-    def _folded_weight(self, static: torch.Tensor | None) -> torch.Tensor:
-        """W * s_static, kept between calls while the weight and the quantizer's static tensors are unchanged
-        (a decode step would otherwise pay a full pass over W for one token's current; the price is a
-        second copy of W in memory)."""
-        if static is None:
-            return self.weight
-        sources = [self.weight] + [t for t in (getattr(self.pre, "factor", None), self.pre.scale) if t is not None]
-        key = tuple((t.data_ptr(), t._version) for t in sources) + (static.dtype, static.device)
-        cached = getattr(self, "_folded_cache", None)
-        if cached is None or cached[0] != key:
-            cached = (key, self.weight * static)
-            self._folded_cache = cached
-        return cached[1]
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         T_pre = int(self.window)
         token, static = self.pre.scales(x)
-        n_pre, pre_spikes = spike_code(self, self.pre_neuron, x, combine_scales(token, static, x), T_pre, self.path)
-        y = synaptic_current(n_pre, self._folded_weight(static), self.bias, token, None)
+        n_pre, pre_spikes = spike_code(self, self.pre_neuron, x, combine_scales(token, static, x), T_pre, self.mode)
+        if self.mode == "snn-fused":
+            y = synaptic_current(n_pre, folded_weight(self, static), self.bias, token, None)
+        else:
+            y = synaptic_current(n_pre, self.weight, self.bias, token, static)
         post_spikes = 0
         if self.post is not None:
             s_post = self.post.scale_for(y)
-            n_post, post_spikes = spike_code(self, self.post_neuron, y, s_post, self.post.T, self.path)
+            n_post, post_spikes = spike_code(self, self.post_neuron, y, s_post, self.post.T, self.mode)
             out = n_post * s_post
         else:
             out = y
         if counters.counting():
-            tokens = x.numel() // self.in_features
-            counters.record(
-                self,
-                spikes=pre_spikes + post_spikes,
-                neuron_steps=T_pre * x.numel() + (self.post.T * y.numel() if self.post is not None else 0),
-                Effective_ACs=pre_spikes * self.out_features,
-                Dense=T_pre * tokens * self.in_features * self.out_features,
-                float_ops=_float_ops_linear(x.numel(), y.numel(), self.bias is not None, self.post is not None, self.pre.spec.dynamic),
-            )
+            self._record_counts(x, y, T_pre, pre_spikes + post_spikes, pre_spikes)
         return out
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", path={self.path}"
+    def _record_counts(self, x: torch.Tensor, y: torch.Tensor, T_pre: int, spikes: int, pre_spikes: int) -> None:
+        tokens = x.numel() // self.in_features
+        counters.record(
+            self,
+            spikes=spikes,
+            neuron_steps=T_pre * x.numel() + (self.post.T * y.numel() if self.post is not None else 0),
+            Effective_ACs=pre_spikes * self.out_features,
+            Dense=T_pre * tokens * self.in_features * self.out_features,
+            float_ops=self._float_ops(x, y),
+        )

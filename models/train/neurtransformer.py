@@ -8,7 +8,7 @@ For each GPT-2 size of a config file:
     ``models/spiking/ssa.py``) and convert the rest to its SNN equivalent by the normal operator
     swap (linears -> Synapsis, GELU -> SNNGELU, LayerNorm -> SNNLayerNorm, 8-bit EI-IF coding);
     the SSA thresholds and scales are calibrated on the float model's activations;
-(c) fine-tune the SSA blocks only, with surrogate gradients (``models/train/surrogate.py``),
+(c) fine-tune the SSA blocks only, with surrogate gradients (``models/spiking/surrogate.py``),
     against the float model's hidden states (every block's output, normalized MSE) plus the
     language-modelling loss; the converted rest runs in ``qat`` mode, which computes exactly
     what ``snn-fused`` computes and passes straight-through gradients to earlier SSA blocks;
@@ -34,7 +34,7 @@ from models.arch.gpt2 import GPT2ForCausalLM
 from models.arch.spiking_config import SpikingConfig
 from models.spiking.counters import OpCounter, OpStats
 from models.spiking.ssa import SpikingSelfAttention
-from models.train.surrogate import SURROGATES
+from models.spiking.surrogate import SURROGATES
 
 from .config import TrainConfig, config_path, load_config
 

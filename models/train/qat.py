@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -34,13 +33,11 @@ from tasks.files import FolderLock, atomic_write_json, atomic_write_text, remove
 from .checkpoint import read_trainer_state, recover_checkpoint, restore, save_training_checkpoint
 from .config import TrainConfig
 from .data import corpus_tokenizer, end_token, eval_windows, global_batches, shard, token_stream
+from .distributed import distributed
+from .errors import TrainingError
 
 LOG = "log.jsonl"
 SUMMARY = "summary.json"
-
-
-class TrainingError(RuntimeError):
-    """Training had to stop (NaN loss ...); the message says which checkpoint is kept."""
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -67,18 +64,6 @@ def _log_lines_up_to(text: str, step: int) -> list[str]:
         if record["step"] <= step:
             kept.append(line)
     return kept
-
-
-def distributed() -> tuple[int, int]:
-    """(rank, world size), starting torch.distributed from torchrun's environment when needed."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _all_mean(value: torch.Tensor, world: int) -> float:

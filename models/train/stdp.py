@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from models.spiking.synapsis import Synapsis
-from models.spiking.neuron import spike_count_closed_form
+from models.spiking.fast import spike_count_closed_form
 
 
 @dataclass(frozen=True)

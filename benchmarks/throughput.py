@@ -1,0 +1,66 @@
+"""Benchmarks 1 and 2: evaluation throughput of the adapter (ann against lm-eval's HFLM, snn-fused against ann)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .table import Goal, Row, Side
+from .timing import paired_ratios, paired_times, summarize, timed
+from .workload import Context
+
+
+def _run_requests(lm: Any, kind: str, reqs: list) -> list:
+    if kind == "arc":
+        return lm.loglikelihood(reqs, disable_tqdm=True)
+    return lm.loglikelihood_rolling(reqs, disable_tqdm=True)
+
+
+def _max_diff(a: list, b: list) -> float:
+    fa = [x[0] if isinstance(x, tuple) else x for x in a]
+    fb = [x[0] if isinstance(x, tuple) else x for x in b]
+    return max(abs(x - y) for x, y in zip(fa, fb))
+
+
+KIND_LABEL = {"arc": "ARC-like loglikelihood", "rolling": "rolling perplexity"}
+
+
+def _throughput_row(ctx: Context, row_id: str, title: str, kind: str, ours_lm: Any, ours_label: str, ref_lm: Any, ref_label: str,
+                    goal: Goal | None) -> Row:
+    reqs = ctx.requests()[kind]
+    tokens = ctx.request_tokens(ours_lm, kind)
+    results: dict[str, list] = {}
+
+    def side(lm: Any, name: str):
+        def run():
+            results[name] = _run_requests(lm, kind, reqs)
+        return timed(run)
+
+    t_ours, t_ref = paired_times(side(ours_lm, "ours"), side(ref_lm, "ref"), ctx.repeats)
+    row = Row(row_id, f"{title}, {KIND_LABEL[kind]}", Side(ours_label, "tok/s", summarize([tokens / t for t in t_ours])),
+              Side(ref_label, "tok/s", summarize([tokens / t for t in t_ref])), summarize(paired_ratios(t_ref, t_ours)),
+              "speed", "speed ratio", goal)
+    row.notes.append(f"{len(reqs)} requests, {tokens:,} request tokens, batch size {ctx.batch_size}, max length {ctx.sizes.max_length}; "
+                     f"max |log-likelihood difference| {_max_diff(results['ours'], results['ref']):.3g}")
+    return row
+
+
+def adapter_vs_hflm(ctx: Context) -> list[Row]:
+    """1: the adapter in ann mode against lm-eval's HFLM on the same weights."""
+    ours, hflm = ctx.adapter("ann"), ctx.hflm()
+    goal = Goal(">=", 1.0, ">= 1.0x (goal 1.3x)", stretch=1.3)
+    rows = [_throughput_row(ctx, f"1{s}", "adapter ann vs HFLM", kind, ours, "adapter ann", hflm, "HFLM", goal)
+            for s, kind in (("a", "arc"), ("b", "rolling"))]
+    rows[0].notes.append(f"HFLM: transformers LlamaForCausalLM float32, attention {ctx._cache.get('hf_attention')}, same weights")
+    return rows
+
+
+def spiking_vs_float(ctx: Context) -> list[Row]:
+    """2: the adapter in snn-fused mode against itself in ann mode."""
+    ann, fused = ctx.adapter("ann"), ctx.adapter("snn-fused")
+    goal = Goal(">=", 0.8, ">= 0.8x")
+    rows = [_throughput_row(ctx, f"2{s}", "adapter snn-fused vs ann", kind, fused, "snn-fused", ann, "ann", goal)
+            for s, kind in (("a", "arc"), ("b", "rolling"))]
+    for row in rows:
+        row.notes[-1] = row.notes[-1].split("; max |")[0] + "; log-likelihoods differ by design (quantized model)"
+    rows[0].notes.append(f"snn-fused model: {ctx._cache.get('spiking_calibration')}")
+    return rows

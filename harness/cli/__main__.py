@@ -1,0 +1,7 @@
+"""``python -m harness.cli``: the ``snnbench`` command line."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,30 @@
+"""``snnbench demo``: the whole story in one command (``harness/experiments/demo.py``; what ``make demo`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.experiments.demo import run_demo, steps
+from harness.report import browser
+
+from .common import say
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("demo", help="the end-to-end job: verify, fetch, train, STDP, convert, evaluate, report")
+    p.add_argument("--results", default="results/demo")
+    p.add_argument("--train-steps", type=int, default=300)
+    p.add_argument("--limit", type=int, default=2)
+    p.add_argument("--max-gen-toks", type=int, default=32)
+    p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = steps(Path(args.results), args.train_steps, args.limit, args.max_gen_toks, screenshot=browser.find_browser() is not None)
+    if args.dry_run:
+        for title, argv in plan:
+            print(f"{title}: snnbench {' '.join(argv)}")
+        return 0
+    return run_demo(plan, args.snnbench, say)

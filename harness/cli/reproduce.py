@@ -1,0 +1,31 @@
+"""``snnbench reproduce braintransformers|braingpt|neurtransformer``: the papers' tables at our scale
+(``harness/experiments/reproduce.py``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import say
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("reproduce", help="the seed papers' tables at our scale, paper and snnbench side by side")
+    p.add_argument("paper", choices=["braintransformers", "braingpt", "neurtransformer"])
+    p.add_argument("--model", default="smollm2-135m", help="braintransformers: the pretrained model to convert and evaluate")
+    p.add_argument("--limit", type=int, default=1, help="braintransformers: documents per (sub)task")
+    p.add_argument("--max-gen-toks", type=int, default=48)
+    p.add_argument("--max-length", type=int, default=None, help="braintransformers: cap the context (tokens) for CPU budgets")
+    p.add_argument("--batch-size", type=int, default=8, help="braintransformers: sequences per forward (lower it when long prompts fill memory)")
+    p.add_argument("--meters", default="auto")
+    p.add_argument("--from", dest="from_dir", default=None, help="braingpt / neurtransformer: the folder their own command wrote (default results/braingpt, results/neurtransformer)")
+    p.add_argument("--stage3", default=None, help="braingpt: a `snnbench stdp` folder of a BrainGPT QAT checkpoint (Tables 2 and 3)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", default="results/reproduce")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.experiments.reproduce import reproduce
+
+    return reproduce(args, say)

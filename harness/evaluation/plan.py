@@ -1,0 +1,220 @@
+"""Everything ``snnbench eval`` checks before any work, in order of cost, and the plan it makes of it.
+
+Every flag (numbers, modes, bits and T, device, run id, meters, presets), that the tasks exist and
+their data sets are built and undamaged, that ``--results`` is writable, that the model loads
+with finite weights, and that a conversion's calibration text is there: each a one-line
+ValueError naming what to change. Nothing is evaluated here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lm_eval.tasks import TaskManager
+from lm_eval.tasks._index import Kind
+
+from models.arch.spiking_config import MODES, SpikingConfig
+from models.load import LoadedModel, load_model
+from models.train.distributed import distributed
+from tasks import loader
+from tasks.datasets import DATASETS, is_present
+from tasks.fetch import data_dir, use_data_dir
+from tasks.files import check_writable
+
+from ..energy import EnergyMeter, EnergyPreset, load_presets, select_meters
+from ..runs import read_json
+from .identity import check_run_id, default_run_id, eval_settings, model_identity
+from .options import CALIBRATION, EvalOptions
+from .suites import SuiteTask, resolve_suite
+
+METERS = ("nvml", "rapl", "codecarbon")
+
+
+def check_tasks(tasks: list[SuiteTask]) -> TaskManager:
+    """The TaskManager over snnbench's task folder; unknown task names are a one-line error."""
+    manager = TaskManager(include_path=str(Path(loader.__file__).parent), include_defaults=False)
+    known = set(manager.all_tasks)
+    unknown = [t.task for t in tasks if t.task not in known]
+    if unknown:
+        raise ValueError(f"unknown task {', '.join(repr(u) for u in unknown)}; snnbench tasks start with snnbench_ (e.g. snnbench_arc_easy)")
+    return manager
+
+
+def _leaf_configs(manager: TaskManager, name: str, seen: set[str]) -> list[dict[str, Any]]:
+    """The configs of the leaf tasks under a task, group or tag name of ``manager``'s index."""
+    entry = manager.task_index.get(name)
+    if entry is None or name in seen:
+        return []
+    seen.add(name)
+    if entry.kind == Kind.TAG:
+        members = [n for n, e in manager.task_index.items() if name in e.tags]
+    elif entry.kind == Kind.GROUP:
+        members = [m if isinstance(m, str) else m.get("task", "") for m in (entry.cfg or {}).get("task", [])]
+    else:
+        return [entry.cfg or {}]
+    return [cfg for member in members for cfg in _leaf_configs(manager, member, seen)]
+
+
+def required_data_sets(manager: TaskManager, tasks: list[SuiteTask]) -> dict[str, str]:
+    """Data set -> the first task that needs it, read from the task configs' ``dataset_kwargs``."""
+    needed: dict[str, str] = {}
+    for task in tasks:
+        for cfg in _leaf_configs(manager, task.task, set()):
+            data_set = (cfg.get("dataset_kwargs") or {}).get("data_set")
+            if data_set:
+                needed.setdefault(data_set, task.task)
+    return needed
+
+
+def check_data_sets(needed: dict[str, str]) -> None:
+    """Each data set in ``needed`` is built here; a one-line error naming the fetch command otherwise."""
+    root = data_dir()
+    missing = [name for name in needed if name not in DATASETS or not is_present(DATASETS[name], root)]
+    if missing:
+        first = missing[0]
+        raise ValueError(f"{needed[first]} needs data set '{first}', which is not built in {root}; run `snnbench data fetch {' '.join(missing)}`")
+
+
+def check_device(device: str | None) -> str:
+    """``cpu``, ``cuda`` or ``cuda:<i>`` that exists here (default: cuda when available)."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"--device must be cpu, cuda or cuda:<index>, got {device!r}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def check_numbers(options: EvalOptions) -> None:
+    """The numeric settings, each a one-line error naming its flag."""
+    for flag, value, low in (("--limit", options.limit, 1), ("--max-length", options.max_length, 1), ("--max-gen-toks", options.max_gen_toks, 1),
+                             ("--batch-size", options.batch_size, 1), ("--idle-seconds", options.idle_seconds, 0)):
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}" + (" (or left out for the whole test set)" if flag == "--limit" else ""))
+
+
+def parse_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if not modes or bad:
+        raise ValueError(f"--modes must list some of {', '.join(MODES)}, got {text!r}")
+    return list(dict.fromkeys(modes))
+
+
+def spiking_settings(options: EvalOptions) -> SpikingConfig:
+    """The conversion settings (bits, T, granularity), validated now rather than at the first spiking task."""
+    try:
+        return SpikingConfig(mode="snn-fused", bits=options.bits, time_steps=options.time_steps,
+                             linear_granularity=options.granularity, norm_granularity=options.granularity)
+    except ValueError as err:
+        raise ValueError(f"--bits/--time-steps: {err}") from None
+
+
+def check_meters(meter_kinds: str) -> list[str] | None:
+    """``--meters``: None for auto, else the meter names (a one-line error for unknown ones)."""
+    if meter_kinds == "auto":
+        return None
+    kinds = [] if meter_kinds == "none" else [k.strip() for k in meter_kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in METERS]
+    if unknown:
+        raise ValueError(f"--meters: unknown meter {unknown[0]!r}; give auto, none, or a list of nvml,rapl,codecarbon")
+    return kinds
+
+
+def check_presets(preset_names: str, presets_file: str | None) -> list[EnergyPreset]:
+    """The named energy presets (and a user's preset file), or a one-line error listing the known ones."""
+    presets = load_presets(Path(presets_file) if presets_file else None)
+    chosen = []
+    for name in preset_names.split(","):
+        if name not in presets:
+            raise ValueError(f"unknown energy preset {name!r}; known: {', '.join(presets)} (add your own with --energy-presets FILE)")
+        chosen.append(presets[name])
+    return chosen
+
+
+def energy_setup(meter_kinds: str, device: str, preset_names: str, presets_file: str | None) -> tuple[list[EnergyMeter], list[EnergyMeter], list[EnergyPreset], list[str]]:
+    """(per-forward meters, per-task meters, presets, notes)."""
+    kinds = check_meters(meter_kinds)
+    # Counter meters are read around every forward; their deltas add up over many short forwards,
+    # so no forward is too short for them (CodeCarbon samples, so it is read once per task).
+    meters, notes = select_meters(device, kinds, options={"nvml": {"min_seconds": 0}, "rapl": {"min_seconds": 0}})
+    per_task = [m for m in meters if m.name == "codecarbon"]
+    per_forward = [m for m in meters if m.name != "codecarbon"]
+    return per_forward, per_task, check_presets(preset_names, presets_file), notes
+
+
+def finished(folder: Path) -> bool:
+    """Whether the task in ``folder`` finished: its cost.json exists and is a cost record."""
+    path = folder / "cost.json"
+    if not path.exists():
+        return False
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("total"), dict) or not isinstance(record.get("subtasks"), dict):
+        raise ValueError(f"{path}: not a cost record (damaged?); delete it to run that task again")
+    return True
+
+
+@dataclass
+class EvalPlan:
+    """Everything ``snnbench eval`` checked before starting: what to run, where, and how to measure it."""
+
+    loaded: LoadedModel
+    modes: list[str]
+    tasks: list[SuiteTask]
+    manager: TaskManager
+    spiking: SpikingConfig
+    device: str
+    presets: list[EnergyPreset]
+    settings: dict[str, Any]
+    root: Path
+    rank: int = 0
+    world: int = 1
+    per_forward: list[EnergyMeter] = field(default_factory=list)
+    per_task: list[EnergyMeter] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_eval(options: EvalOptions) -> EvalPlan:
+    """Check every setting and input, in order of cost; nothing is evaluated here."""
+    use_data_dir(options.data_dir)
+    check_numbers(options)
+    modes = parse_modes(options.modes)
+    spiking = spiking_settings(options)
+    device = check_device(options.device)
+    if options.run_id is not None:
+        check_run_id(options.run_id)
+    check_meters(options.meters)
+    presets = check_presets(options.energy_preset, options.energy_presets)
+    tasks = resolve_suite(options.suite, options.tasks)
+    manager = check_tasks(tasks)
+    check_data_sets(required_data_sets(manager, tasks))
+    check_writable(options.results, "--results")
+    loaded = load_model(options.model)  # checks the files, the config and that every weight is finite
+    if loaded.tokenizer is None:
+        raise ValueError(f"model {options.model!r} has no tokenizer; lm-eval needs one")
+    base_mode = loaded.model.mode
+    if base_mode != "ann" and "ann" in modes:
+        raise ValueError(f"model {options.model!r} is a converted model in mode {base_mode}; it runs as qat, snn or snn-fused, not ann "
+                         "(evaluate the float model it came from for the ANN)")
+    if base_mode == "ann" and any(m != "ann" for m in modes) and not is_present(DATASETS[CALIBRATION["data"]], data_dir()):
+        raise ValueError(f"converting to a spiking mode calibrates on '{CALIBRATION['data']}', which is not built; "
+                         f"run `snnbench data fetch {CALIBRATION['data']}`")
+    rank, world = distributed()
+    if world > 1 and device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    identity = model_identity(loaded.source, loaded.name)
+    settings = eval_settings(options, identity, modes, tasks, spiking, base_mode, device, presets)
+    run_id = options.run_id or default_run_id(f"{loaded.name}__{options.suite or '+'.join(t.task for t in tasks)}__{'-'.join(modes)}", settings)
+    plan = EvalPlan(loaded, modes, tasks, manager, spiking, device, presets, settings, Path(options.results) / run_id, rank, world)
+    plan.notes.append(f"model {identity['path']} (sha256 {identity['sha256'][:12]})")
+    return plan
