@@ -24,26 +24,19 @@ class ScriptedLM(LM):
         self._ll, self._rolling, self._generate = loglikelihood, rolling, generate
         self.calls: list[tuple[str, tuple]] = []
 
+    def _answer(self, kind: str, requests, script: Callable) -> list:
+        """Record each request and answer it with the test's ``script``."""
+        self.calls.extend((kind, request.args) for request in requests)
+        return [script(*request.args) for request in requests]
+
     def loglikelihood(self, requests, disable_tqdm: bool = False):
-        out = []
-        for request in requests:
-            self.calls.append(("loglikelihood", request.args))
-            out.append(self._ll(*request.args))
-        return out
+        return self._answer("loglikelihood", requests, self._ll)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        out = []
-        for request in requests:
-            self.calls.append(("loglikelihood_rolling", request.args))
-            out.append(self._rolling(request.args[0]))
-        return out
+        return self._answer("loglikelihood_rolling", requests, lambda text, *rest: self._rolling(text))
 
     def generate_until(self, requests, disable_tqdm: bool = False):
-        out = []
-        for request in requests:
-            self.calls.append(("generate_until", request.args))
-            out.append(self._generate(*request.args))
-        return out
+        return self._answer("generate_until", requests, self._generate)
 
 
 def task_manager():

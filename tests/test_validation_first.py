@@ -58,7 +58,9 @@ def _nothing_written(cwd, *kept: str) -> None:
     assert sorted(p.name for p in cwd.iterdir()) == sorted(["file", *kept])
 
 
-@pytest.mark.parametrize("flags, needles", [
+# train: checked before the corpus and tokenizer are built
+TRAIN = ["train", "--arch", "llama", "--config", "tiny"]
+TRAIN_CASES = [
     (["--arch", "gru"], ["--arch 'gru' is unknown", "known architectures: llama, mamba2, ttt"]),
     (["--bits", "1"], ["--bits must be an integer in 2..16, got 1"]),
     (["--bits", "17"], ["--bits must be an integer in 2..16, got 17"]),
@@ -68,13 +70,11 @@ def _nothing_written(cwd, *kept: str) -> None:
     (["--max-steps", "60"], ["--max-steps 60", "60 warm-up steps", "--warmup-steps"]),  # tiny.toml warms up for 60 steps
     (["--keep-float", "banana"], ["keep_float has unknown operator kinds ['banana']"]),
     (["--out", "file/out"], ["--out file/out: cannot write there"]),
-])
-def test_train_checks_flags_before_the_corpus(cwd, capsys, flags, needles):
-    _refused(["train", "--arch", "llama", "--config", "tiny", *flags], capsys, *needles)
-    _nothing_written(cwd)
+]
 
-
-@pytest.mark.parametrize("flags, needles", [
+# convert: checked before the model is loaded
+CONVERT = ["convert", "--model", "smollm2-135m"]
+CONVERT_CASES = [
     (["--bits", "1"], ["--bits must be an integer in 2..16, got 1"]),
     (["--time-steps", "0"], ["--time-steps must be an integer >= 1, got 0"]),
     (["--bits", "4", "--time-steps", "8"], ["--time-steps=8 exceeds the 7 levels"]),
@@ -86,19 +86,20 @@ def test_train_checks_flags_before_the_corpus(cwd, capsys, flags, needles):
     (["--kind-bits", "banana=8"], ["--kind-bits 'banana=8': unknown operator kind 'banana'", "known: linear"]),
     (["--kind-bits", "multiply"], ["--kind-bits expects KIND=BITS"]),
     (["--out", "file/out"], ["--out file/out: cannot write there"]),
-])
-def test_convert_checks_flags_before_loading_the_model(cwd, capsys, flags, needles):
-    _refused(["convert", "--model", "smollm2-135m", *flags], capsys, *needles)
-    _nothing_written(cwd)
+]
 
-
-@pytest.mark.parametrize("flags, needles", [
+# verify: checked before any check runs
+VERIFY = ["verify"]
+VERIFY_CASES = [
     (["--time-steps", "200"], ["--time-steps must be in 1..127", "got 200"]),
     (["--out", "file/out/verify.json"], ["--out file/out: cannot write there"]),
     (["--out", "."], ["--out . is a folder", "verify.json"]),
-])
-def test_verify_checks_flags_before_any_check(cwd, capsys, flags, needles):
-    _refused(["verify", *flags], capsys, *needles)
+]
+
+
+@pytest.mark.parametrize("argv, flags, needles", [(TRAIN, *c) for c in TRAIN_CASES] + [(CONVERT, *c) for c in CONVERT_CASES] + [(VERIFY, *c) for c in VERIFY_CASES])
+def test_commands_check_flags_before_any_work(cwd, capsys, argv, flags, needles):
+    _refused([*argv, *flags], capsys, *needles)
     _nothing_written(cwd)
 
 

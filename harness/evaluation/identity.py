@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from models.arch.spiking_config import SpikingConfig
 from tasks.files import FolderLock, atomic_write_json, remove_temporaries
 
@@ -53,6 +55,7 @@ def eval_settings(options: EvalOptions, identity: dict[str, str], modes: list[st
         "max_gen_toks": options.max_gen_toks,
         "batch_size": options.batch_size,
         "device": device.partition(":")[0],
+        "torch_threads": torch.get_num_threads(),  # float sums in another order move a few spiking inputs across a rounding boundary
         "energy": {"meters": options.meters, "presets": [p.as_dict() for p in presets]},
         "versions": {"snnbench": _version("snnbench"), "lm_eval": _version("lm_eval")},
     }

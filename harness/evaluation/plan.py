@@ -22,7 +22,7 @@ from models.arch.spiking_config import MODES, SpikingConfig
 from models.load import LoadedModel, load_model
 from models.train.distributed import distributed
 from tasks import loader
-from tasks.datasets import DATASETS, is_present
+from tasks.datasets import DATASETS, is_present, set_status
 from tasks.fetch import data_dir, use_data_dir
 from tasks.files import check_writable
 
@@ -74,10 +74,15 @@ def required_data_sets(manager: TaskManager, tasks: list[SuiteTask]) -> dict[str
 def check_data_sets(needed: dict[str, str]) -> None:
     """Each data set in ``needed`` is built here; a one-line error naming the fetch command otherwise."""
     root = data_dir()
-    missing = [name for name in needed if name not in DATASETS or not is_present(DATASETS[name], root)]
-    if missing:
-        first = missing[0]
-        raise ValueError(f"{needed[first]} needs data set '{first}', which is not built in {root}; run `snnbench data fetch {' '.join(missing)}`")
+    unusable = {name: set_status(DATASETS[name], root) for name in needed if name in DATASETS}
+    unusable = {name: status for name, status in unusable.items() if not status.present}
+    unknown = [name for name in needed if name not in DATASETS]
+    if unknown:
+        raise ValueError(f"{needed[unknown[0]]} reads data set '{unknown[0]}', which snnbench does not know; known: {', '.join(DATASETS)}")
+    if unusable:
+        first, status = next(iter(unusable.items()))
+        raise ValueError(f"{needed[first]} needs data set '{first}', which is {status.state}: {status.reason}; "
+                         f"run `snnbench data fetch {' '.join(unusable)}`")
 
 
 def check_device(device: str | None) -> str:

@@ -28,6 +28,14 @@ class _Tokens:
         self.pos += 1
         return token
 
+    def chain(self, operator: str, operand: Callable[[], bool], combine: Callable[[bool, bool], bool]) -> bool:
+        """``operand (operator operand)*`` folded from the left with ``combine`` (every operand is read)."""
+        value = operand()
+        while self.peek() == operator:
+            self.take()
+            value = combine(value, operand())
+        return value
+
     def done(self) -> None:
         if self.peek() is not None:
             raise ValueError(f"malformed {self.what}: unexpected {self.peek()!r} at position {self.pos}")
@@ -41,18 +49,10 @@ def evaluate_boolean(expression: str) -> bool:
     stream = _Tokens(tokens, "Boolean expression")
 
     def disjunction() -> bool:
-        value = conjunction()
-        while stream.peek() == "or":
-            stream.take()
-            value = conjunction() or value
-        return value
+        return stream.chain("or", conjunction, lambda a, b: a or b)
 
     def conjunction() -> bool:
-        value = negation()
-        while stream.peek() == "and":
-            stream.take()
-            value = negation() and value
-        return value
+        return stream.chain("and", negation, lambda a, b: a and b)
 
     def negation() -> bool:
         if stream.peek() == "not":

