@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from tasks.files import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported: models/train/neurtransformer.py writes through here)
+from tasks.files import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported for the harness)
 
 
 def machine_info() -> dict[str, Any]:

@@ -5,7 +5,8 @@ For every spiking operator it reports the mean scale of its input coding, the cl
 it actually needs (its largest spike count: later steps are silent), its spikes, spike rate
 and spikes per token, and the max and mean error of its output against the same operator's
 output in the float model on the same text (errors accumulate through the layers, which is
-what a user of the converted model sees).
+what a user of the converted model sees). The operators audited are those that spike-code their
+own input (``SpikeCoding``), each with the time steps of that coding (``coding_steps``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from tasks.files import atomic_write_json, atomic_write_text
 
 from .spiking import counters, observe
 from .spiking.counters import OpCounter
+from .spiking.encode import SpikeCoding
 from .spiking.observe import EncodingObserver
-
-SPIKING_OPERATORS = ("Synapsis", "SNNMatmul", "SpikeEncoder", "SNNSoftmax", "SNNSiLU", "SNNMultiply", "SNNRMSNorm")
 
 
 @dataclass
@@ -44,22 +44,12 @@ class LayerAudit:
     relative_error: float
 
 
-def _time_steps(module: nn.Module) -> int:
-    for attr in ("pre", "qa", "input_quant", "quant"):
-        q = getattr(module, attr, None)
-        if q is not None:
-            return q.T
-    if hasattr(module, "time_steps"):
-        return int(module.time_steps)
-    return 0
-
-
 @torch.no_grad()
 def audit_conversion(ann: nn.Module, snn: nn.Module, batches: Iterable[torch.Tensor]) -> list[LayerAudit]:
     """Run both models on ``batches`` and audit every spiking operator of ``snn`` (mode snn-fused or qat)."""
     if getattr(snn, "mode", None) == "snn":
         raise ValueError("audit the snn-fused model (same outputs, and its softmax runs as one call)")
-    targets = {n: m for n, m in snn.named_modules() if type(m).__name__ in SPIKING_OPERATORS}
+    targets = {n: m for n, m in snn.named_modules() if isinstance(m, SpikeCoding)}
     reference_modules = dict(ann.named_modules())
     if not any(n in reference_modules for n in targets):
         raise ValueError("the float model shares no operator paths with the converted one: audit a model against its own float model")
@@ -109,7 +99,7 @@ def audit_conversion(ann: nn.Module, snn: nn.Module, batches: Iterable[torch.Ten
             LayerAudit(
                 name=name,
                 kind=type(module).__name__,
-                time_steps=_time_steps(module),
+                time_steps=module.coding_steps,
                 scale=enc.mean_scale,
                 clip_rate=enc.clip_rate,
                 steps_needed=enc.max_count,
@@ -124,16 +114,18 @@ def audit_conversion(ann: nn.Module, snn: nn.Module, batches: Iterable[torch.Ten
     return rows
 
 
+def ruled(header: str, lines: Iterable[str]) -> str:
+    """A fixed-width table: its header, a rule as wide, its lines."""
+    return "\n".join([header, "-" * len(header), *lines])
+
+
 def audit_table(rows: list[LayerAudit]) -> str:
     """A readable fixed-width table of the audit."""
     header = f"{'operator':<42} {'kind':<22} {'T':>5} {'scale':>9} {'clip%':>7} {'T need':>6} {'spike rate':>10} {'spikes/tok':>10} {'max err':>9} {'mean err':>9} {'rel err':>8}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r.name:<42} {r.kind:<22} {r.time_steps:>5} {r.scale:>9.3g} {100 * r.clip_rate:>7.3f} {r.steps_needed:>6} "
-            f"{r.spike_rate:>10.4f} {r.spikes_per_token:>10.1f} {r.max_abs_error:>9.3g} {r.mean_abs_error:>9.3g} {r.relative_error:>8.3%}"
-        )
-    return "\n".join(lines)
+    return ruled(header, (
+        f"{r.name:<42} {r.kind:<22} {r.time_steps:>5} {r.scale:>9.3g} {100 * r.clip_rate:>7.3f} {r.steps_needed:>6} {r.spike_rate:>10.4f} "
+        f"{r.spikes_per_token:>10.1f} {r.max_abs_error:>9.3g} {r.mean_abs_error:>9.3g} {r.relative_error:>8.3%}" for r in rows
+    ))
 
 
 def worst_layers(rows: list[LayerAudit], k: int = 5) -> list[LayerAudit]:

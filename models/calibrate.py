@@ -1,15 +1,20 @@
-"""Calibration for conversion (stage 2): activation statistics of the ANN, turned into scales and ranges.
+"""Calibration for conversion (stage 2): activation statistics of the ANN, turned into scales, ranges and thresholds.
 
-Run the float model on a few batches of training text and keep, per operator, what its
-spiking twin needs: the per-channel max |x| of the inputs of operators whose quantizer has a
-static scale (``channel`` / ``tensor`` granularity) and the max |x| of every SiLU input (each
-SNNSiLU is fitted to its own layer's range, so no gate value is clipped). Only running maxima
-are kept, never activations.
+What each operator needs comes from its class, never from its name or path:
+- a float operator with ``observe_channels`` (linear layers, norms) records the per-channel max |x|
+  of its input, for a spiking twin whose input quantizer has a static scale (``channel`` /
+  ``tensor`` / ``smoothed``: its ``calibrated_input``);
+- a float operator with a ``range_kind`` (SiLU, GELU) records the max |x| of its input per
+  ``layer``: each staircase neuron (SNNSiLU, SNNGELU) is fitted to its own layer's range, so no
+  value is clipped (BrainGPT B.2.2);
+- a converted operator with ``calibrated_state`` (NeurTransformer's spike-based self-attention) is
+  fitted to the activations of its float twin, the module at the same path of the float model
+  (``reference_activations``), through its own ``calibrate``, layer after layer.
+Only running maxima are kept for the first two, never activations.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -18,51 +23,55 @@ from torch import nn
 
 from tasks.corpus import text_ids
 
-from .arch.float_ops import CountedLinear, FloatSiLU, RMSNorm
-from .arch.llama import LlamaForCausalLM
+from .arch.base import CausalLM
+from .spiking.encode import SpikeCoding
 from .spiking.quant import Quantizer
 
 
 @dataclass
 class ActivationStats:
-    """Running per-channel max |input| of every linear layer and norm, and max |x| of every SiLU input."""
+    """Running per-channel max |input| of operators with ``observe_channels``, max |input| per (range kind, layer)."""
 
     channel_absmax: dict[str, torch.Tensor] = field(default_factory=dict)
-    silu_absmax: dict[int, float] = field(default_factory=dict)
+    layer_absmax: dict[str, dict[int, float]] = field(default_factory=dict)
     tokens: int = 0
 
-    def silu_ranges(self, margin: float = 1.05, floor: float = 1.0) -> dict[int, float]:
-        """Per-layer SNNSiLU input range: the largest |x| seen, with a margin for unseen text."""
-        return {layer: max(floor, value * margin) for layer, value in self.silu_absmax.items()}
+    def ranges(self, margin: float = 1.05, floor: float = 1.0) -> dict[str, dict[int, float]]:
+        """Per range kind and layer, the staircase's input range: the largest |x| seen, with a margin for unseen text."""
+        return {kind: {layer: max(floor, value * margin) for layer, value in seen.items()} for kind, seen in self.layer_absmax.items()}
+
+
+def _channel_hook(stats: ActivationStats, name: str):
+    def hook(module: nn.Module, args: tuple) -> None:
+        x = args[0].detach()
+        amax = x.abs().reshape(-1, x.shape[-1]).amax(0).float()
+        previous = stats.channel_absmax.get(name)
+        stats.channel_absmax[name] = amax if previous is None else torch.maximum(previous, amax)
+
+    return hook
+
+
+def _range_hook(stats: ActivationStats, kind: str, layer: int):
+    def hook(module: nn.Module, args: tuple) -> None:
+        seen = stats.layer_absmax.setdefault(kind, {})
+        seen[layer] = max(seen.get(layer, 0.0), float(args[0].detach().abs().max()))
+
+    return hook
 
 
 @torch.no_grad()
-def collect_stats(ann: LlamaForCausalLM, batches: Iterable[torch.Tensor]) -> ActivationStats:
+def collect_stats(ann: CausalLM, batches: Iterable[torch.Tensor]) -> ActivationStats:
     """Run the float model over ``batches`` of token ids and record the statistics calibration needs."""
     if ann.mode != "ann":
         raise ValueError(f"calibration statistics come from the float model; got a model in mode {ann.mode!r}")
     stats = ActivationStats()
     hooks = []
-
-    def channel_hook(name: str):
-        def hook(module: nn.Module, args: tuple) -> None:
-            x = args[0].detach()
-            amax = x.abs().reshape(-1, x.shape[-1]).amax(0).float()
-            previous = stats.channel_absmax.get(name)
-            stats.channel_absmax[name] = amax if previous is None else torch.maximum(previous, amax)
-
-        return hook
-
     for name, module in ann.named_modules():
-        if isinstance(module, (CountedLinear, RMSNorm)):
-            hooks.append(module.register_forward_pre_hook(channel_hook(name)))
-        layer = re.search(r"layers\.(\d+)\.", name)
-        if isinstance(module, FloatSiLU) and layer:
-
-            def silu_hook(module: nn.Module, args: tuple, layer: int = int(layer.group(1))) -> None:
-                stats.silu_absmax[layer] = max(stats.silu_absmax.get(layer, 0.0), float(args[0].detach().abs().max()))
-
-            hooks.append(module.register_forward_pre_hook(silu_hook))
+        if getattr(type(module), "observe_channels", False):
+            hooks.append(module.register_forward_pre_hook(_channel_hook(stats, name)))
+        kind = getattr(type(module), "range_kind", None)
+        if kind is not None:
+            hooks.append(module.register_forward_pre_hook(_range_hook(stats, kind, module.layer)))
     device = next(ann.parameters()).device  # calibrate where the model lives (a rank's GPU under torchrun)
     try:
         for ids in batches:
@@ -77,13 +86,12 @@ def collect_stats(ann: LlamaForCausalLM, batches: Iterable[torch.Tensor]) -> Act
 
 
 def static_quantizers(model: nn.Module) -> dict[str, Quantizer]:
-    """Every quantizer with a static scale, keyed by the path of the operator whose input it codes."""
+    """Every static-scale quantizer of an operator's input (``calibrated_input``), keyed by the operator's path."""
     found = {}
     for name, module in model.named_modules():
-        for attr in ("pre", "input_quant"):
-            q = getattr(module, attr, None)
-            if isinstance(q, Quantizer) and q.static:
-                found[name] = q
+        q = module.calibrated_input if isinstance(module, SpikeCoding) else None
+        if q is not None and q.static:
+            found[name] = q
     return found
 
 
@@ -96,6 +104,37 @@ def apply_stats(model: nn.Module, stats: ActivationStats) -> None:
         q.observed_absmax.zero_()
         q.observe(amax.reshape(1, -1) if q.spec.granularity in ("channel", "smoothed") else amax.max().reshape(1))
         q.finish_calibration()
+
+
+def _forward_inputs(model: nn.Module, modules: dict[str, nn.Module], ids: torch.Tensor) -> dict[str, tuple]:
+    """The positional inputs each of ``modules`` receives when ``model`` runs on ``ids``."""
+    seen: dict[str, tuple] = {}
+    hooks = [m.register_forward_pre_hook(lambda module, args, name=name: seen.__setitem__(name, args)) for name, m in modules.items()]
+    try:
+        model(ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+@torch.no_grad()
+def calibrate_to_float(model: nn.Module, ann: nn.Module, batches: Iterable[torch.Tensor], quantile: float = 0.999) -> list[str]:
+    """Fit every operator with ``calibrated_state`` to its float twin on ``batches`` (run as one batch), in forward order:
+    each sees its own inputs through the operators before it, already calibrated. Returns their paths."""
+    targets = {name: m for name, m in model.named_modules() if getattr(type(m), "calibrated_state", ())}
+    if not targets:
+        return []
+    twins = dict(ann.named_modules())
+    lacking = [name for name in targets if not hasattr(twins.get(name), "reference_activations")]
+    if lacking:
+        raise ValueError(f"the float model has no float twin (a module with reference_activations) at {lacking[:3]}")
+    ids = torch.cat(list(batches)).to(next(model.parameters()).device)
+    float_inputs = _forward_inputs(ann, {name: twins[name] for name in targets}, ids)
+    for name, module in targets.items():
+        reference = twins[name].reference_activations(*float_inputs[name])
+        module.calibrate(_forward_inputs(model, {name: module}, ids)[name], reference, quantile)
+    return list(targets)
 
 
 def calibration_batches(ids: list[int], length: int, batch_size: int) -> list[torch.Tensor]:

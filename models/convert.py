@@ -1,33 +1,38 @@
-"""Stage 2: ANN -> QAT -> SNN conversion, as an operator swap plus calibration (DESIGN.md).
+"""Stage 2: ANN -> QAT -> SNN conversion, as an operator swap plus calibration (DESIGN.md), for every architecture.
 
 1. ``collect_stats``: run the float model on a few batches of training text.
-2. ``to_qat``: rebuild the same architecture with quantized operators (QSynapsis ...), the same
-   weights, per-layer SNNSiLU ranges and calibrated scales.
+2. ``to_qat``: rebuild the same architecture (or a variant of it: GPT-2 with spike-based
+   self-attention, NeurTransformer's step 1) with quantized operators, the same weights,
+   per-layer staircase ranges and calibrated scales; operators with calibrated state (SSA) are
+   fitted to their float twins (``calibrate_to_float``).
 3. ``swap_mode``: replace every quantized operator by its spiking twin (Synapsis ...), keeping
    weights and scales: with the quantizer rounding half away from zero and clamping to [-T, T]
    this is lossless, so the SNN computes what the QAT model computes.
+
+Which state keys a swap may gain or lose comes from the operators' classes (``mode_state_keys``,
+``calibrated_keys``), never from key names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
-from .arch.llama import LlamaForCausalLM
+from .arch.base import CausalLM, calibrated_keys, mode_state_keys
 from .arch.spiking_config import SpikingConfig
-from .calibrate import ActivationStats, apply_stats, collect_stats
-from .load import SPIKING_STATE, LoadedModel
+from .calibrate import ActivationStats, apply_stats, calibrate_to_float, collect_stats
+from .load import LoadedModel
 
 
-def swap_mode(model: LlamaForCausalLM, spiking: SpikingConfig) -> LlamaForCausalLM:
+def swap_mode(model: CausalLM, spiking: SpikingConfig) -> CausalLM:
     """The same model with operators for ``spiking`` (e.g. QAT -> snn-fused), weights and scales kept."""
     swapped = type(model)(model.config, spiking, init_weights=False)
-    state = model.state_dict()
-    missing, unexpected = swapped.load_state_dict(state, strict=False)
-    bad_missing = [k for k in missing if not k.endswith(SPIKING_STATE)]
-    unexpected = [k for k in unexpected if not k.endswith(SPIKING_STATE)]  # e.g. neuron buffers going back to qat
+    missing, unexpected = swapped.load_state_dict(model.state_dict(), strict=False)
+    bad_missing = sorted(set(missing) - mode_state_keys(swapped))
+    unexpected = sorted(set(unexpected) - mode_state_keys(model))  # e.g. neuron buffers going back to qat
     if bad_missing or unexpected:
         raise ValueError(f"operator swap lost state: missing {bad_missing[:3]}, unexpected {unexpected[:3]}")
     return swapped.to(next(model.parameters()).device).eval()
@@ -35,33 +40,43 @@ def swap_mode(model: LlamaForCausalLM, spiking: SpikingConfig) -> LlamaForCausal
 
 @dataclass
 class Conversion:
-    qat: LlamaForCausalLM
-    snn: LlamaForCausalLM
+    qat: CausalLM
+    snn: CausalLM
     stats: ActivationStats
 
 
-def to_qat(ann: LlamaForCausalLM, stats: ActivationStats, spiking: SpikingConfig) -> LlamaForCausalLM:
-    """The QAT model: quantized operators, the float model's weights, calibrated scales and SiLU ranges."""
-    spiking = spiking.with_mode("qat", silu_x_max_per_layer=stats.silu_ranges())
-    qat = type(ann)(ann.config, spiking, init_weights=False).to(next(ann.parameters()).device)
+def to_qat(ann: CausalLM, stats: ActivationStats, spiking: SpikingConfig, config: Any = None) -> CausalLM:
+    """The QAT model: quantized operators, the float model's weights, calibrated scales and staircase ranges.
+    ``config``: the converted model's architecture config when it differs from the float model's (e.g. SSA in);
+    its calibrated state (``calibrated_keys``) is then still to be fitted (``calibrate_to_float``)."""
+    qat = type(ann)(config or ann.config, spiking.with_ranges("qat", stats.ranges()), init_weights=False).to(next(ann.parameters()).device)
     missing, unexpected = qat.load_state_dict(ann.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"the float model has weights the QAT model lacks: {unexpected[:3]}")
+    lacking = sorted(set(missing) - mode_state_keys(qat) - calibrated_keys(qat))
+    if lacking:
+        raise ValueError(f"the QAT model has weights the float model lacks: {lacking[:3]}")
     apply_stats(qat, stats)
     return qat.eval()
 
 
 def convert(
-    ann: LlamaForCausalLM,
+    ann: CausalLM,
     calibration: Iterable[torch.Tensor],
     spiking: SpikingConfig,
     mode: str = "snn-fused",
+    config: Any = None,
+    quantile: float = 0.999,
 ) -> Conversion:
-    """Calibrate on ``calibration`` batches of token ids, build the QAT model, swap in spiking operators."""
+    """Calibrate on ``calibration`` batches of token ids, build the QAT model (of ``config``, default the float
+    model's), fit its calibrated operators to their float twins (the ``quantile`` of their activations), swap in
+    spiking operators."""
     if mode not in ("snn", "snn-fused"):
         raise ValueError(f"mode must be snn or snn-fused, got {mode!r}")
-    stats = collect_stats(ann, calibration)
-    qat = to_qat(ann, stats, spiking)
+    batches = list(calibration)
+    stats = collect_stats(ann, batches)
+    qat = to_qat(ann, stats, spiking, config)
+    calibrate_to_float(qat, ann, batches, quantile)
     snn = swap_mode(qat, qat.spiking.with_mode(mode))
     return Conversion(qat, snn, stats)
 

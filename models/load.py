@@ -20,10 +20,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
+from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
+from tokenizers import models as tokenizer_models
 
+from tasks.datasets import verified_file
+from tasks.fetch import data_dir
+from tasks.loader import DataNotFoundError
+
+from . import spiking
+from .arch.base import CausalLM, mode_state_keys
 from .arch.llama import LlamaConfig, LlamaForCausalLM
+from .arch.registry import ARCHITECTURES, architecture
 from .arch.spiking_config import SpikingConfig
 
 CONFIG_FILE = "config.json"
@@ -42,7 +54,7 @@ class ModelLoadError(ValueError):
 
 @dataclass
 class LoadedModel:
-    model: LlamaForCausalLM
+    model: CausalLM
     tokenizer: Any  # tokenizers.Tokenizer or None
     name: str
     source: str  # where it came from: a file path
@@ -57,15 +69,13 @@ class LoadedModel:
 
 
 def save_checkpoint(
-    model: LlamaForCausalLM,
+    model: CausalLM,
     folder: str | os.PathLike[str],
     tokenizer: Any = None,
     extra: dict | None = None,
     special_tokens: dict[str, int | None] | None = None,
 ) -> Path:
     """Write the model's weights (safetensors) and configs (JSON) to ``folder`` atomically per file."""
-    from safetensors.torch import save_model
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{WEIGHTS_FILE}.tmp"
@@ -104,8 +114,6 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def build_from_config(config: dict[str, Any], where: Path) -> Any:
     """The model a checkpoint config describes (any architecture of ``models.arch.registry``), untrained."""
-    from .arch.registry import ARCHITECTURES, architecture
-
     model_cfg = config["model"]
     if not isinstance(model_cfg, dict):
         raise ModelLoadError(f"{where}: model must be an object of architecture fields (as save_checkpoint writes it), got {model_cfg!r}")
@@ -146,8 +154,6 @@ def special_token_ids(special: Any, vocab_size: int, where: Path | str) -> tuple
 
 def read_tokenizer(path: Path) -> Any:
     """The ``tokenizers.Tokenizer`` saved at ``path``; a one-line ModelLoadError when it cannot be read."""
-    from tokenizers import Tokenizer
-
     try:
         return Tokenizer.from_file(str(path))
     except Exception as err:  # the Rust library raises a bare Exception for any unreadable file
@@ -177,9 +183,6 @@ def check_finite(state: dict[str, torch.Tensor], where: Path | str, remedy: str)
 
 def load_checkpoint(folder: str | os.PathLike[str], spiking: SpikingConfig | None = None) -> LoadedModel:
     """Rebuild a model saved by ``save_checkpoint``; ``spiking`` overrides the saved execution mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelLoadError(f"{folder}: no such checkpoint folder")
@@ -205,9 +208,9 @@ def load_checkpoint(folder: str | os.PathLike[str], spiking: SpikingConfig | Non
     return LoadedModel(model, tokenizer, config.get("name", folder.name), str(folder), eos_id, bos_id)
 
 
-# State that only spiking/quantized operators have (quantizer calibration, neuron parameters): a
-# checkpoint of one mode loads into another (e.g. a converted SNN into an ANN) without them.
-SPIKING_STATE = (".calibrated", ".observed_absmax", ".scale", ".factor", ".theta_base", ".alpha", ".r", ".window")
+# The names of the state only quantized / spiking operators have (``mode_state`` of the spiking classes: quantizer
+# calibration, neuron parameters, Synapsis' time window): a checkpoint of one mode loads into another without them.
+MODE_STATE_NAMES = frozenset(n for c in vars(spiking).values() if isinstance(c, type) for n in getattr(c, "mode_state", ()))
 
 
 def _tied_elsewhere(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[str, ...]:
@@ -218,16 +221,16 @@ def _tied_elsewhere(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> t
     return tuple(n for group in names.values() if len(group) > 1 and any(g in state for g in group) for n in group)
 
 
-def load_weights(model: LlamaForCausalLM, state: dict[str, torch.Tensor], where: Path | str) -> None:
+def load_weights(model: CausalLM, state: dict[str, torch.Tensor], where: Path | str) -> None:
     """Copy ``state`` into ``model``; spiking-only state may be absent or extra, weights may not."""
     own = model.state_dict()
     for name, tensor in state.items():
         if name in own and own[name].shape != tensor.shape:
             raise ModelLoadError(f"{where}: {name} has shape {tuple(tensor.shape)}, the config needs {tuple(own[name].shape)}")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    optional = SPIKING_STATE + _tied_elsewhere(model, state)  # one copy of a tied pair is enough (safetensors stores one)
-    real_missing = [k for k in missing if not k.endswith(optional)]
-    unexpected = [k for k in unexpected if not k.endswith(SPIKING_STATE)]
+    optional = mode_state_keys(model) | set(_tied_elsewhere(model, state))  # one copy of a tied pair is enough (safetensors stores one)
+    real_missing = [k for k in missing if k not in optional]
+    unexpected = [k for k in unexpected if k.rpartition(".")[2] not in MODE_STATE_NAMES]  # e.g. a converted checkpoint loaded as ann
     if real_missing or unexpected:
         raise ModelLoadError(
             f"{where}: weights do not fit the config: missing {real_missing[:4]}{'...' if len(real_missing) > 4 else ''}, "
@@ -293,19 +296,17 @@ def gguf_config(reader, path: Path) -> LlamaConfig:
         raise ModelLoadError(f"{path}: GGUF metadata does not describe a valid {arch} model ({err})") from None
 
 
-def gguf_tokenizer(reader, path: Path):
+def gguf_tokenizer(reader: Any, path: Path) -> Tokenizer:
     """A ``tokenizers`` byte-level BPE built from the GGUF's vocabulary and merges.
 
     The pre-tokenizer follows the GGUF's ``tokenizer.ggml.pre``: ``smollm`` splits digits one
     by one before GPT-2's byte-level split (as SmolLM's own tokenizer does); others use GPT-2's.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
     if _field(reader, "tokenizer.ggml.model") != "gpt2":
         raise ModelLoadError(f"{path}: tokenizer model {_field(reader, 'tokenizer.ggml.model')!r} is not supported (gpt2 byte-level BPE)")
     tokens = list(_field(reader, "tokenizer.ggml.tokens"))
     merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
-    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False))
+    tokenizer = Tokenizer(tokenizer_models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if _field(reader, "tokenizer.ggml.pre") == "smollm":
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
@@ -313,8 +314,6 @@ def gguf_tokenizer(reader, path: Path):
         tokenizer.pre_tokenizer = byte_level
     tokenizer.decoder = decoders.ByteLevel()
     types = _field(reader, "tokenizer.ggml.token_type") or []
-    from tokenizers import AddedToken
-
     specials = [AddedToken(tokens[i], special=True) for i, kind in enumerate(types) if kind == 3]
     tokenizer.add_special_tokens(specials)
     return tokenizer
@@ -322,8 +321,6 @@ def gguf_tokenizer(reader, path: Path):
 
 def load_gguf(path: str | os.PathLike[str], spiking: SpikingConfig | None = None) -> LoadedModel:
     """Import a Llama-family GGUF: every tensor dequantized to float32, tokenizer from the file."""
-    import gguf
-
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such GGUF file")
@@ -377,10 +374,6 @@ def load_gguf(path: str | os.PathLike[str], spiking: SpikingConfig | None = None
 def load_model(name_or_path: str, spiking: SpikingConfig | None = None, data_root: Path | None = None) -> LoadedModel:
     """A registry name (``smollm2-135m``), a checkpoint folder or a ``.gguf`` file."""
     if name_or_path in MODEL_REGISTRY:
-        from tasks.loader import DataNotFoundError, split_files  # noqa: F401
-        from tasks.datasets import verified_file
-        from tasks.fetch import data_dir
-
         data_set, filename = MODEL_REGISTRY[name_or_path]
         root = data_root or data_dir()
         try:

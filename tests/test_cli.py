@@ -58,7 +58,7 @@ def test_a_training_stop_is_exit_3_with_its_reason(command, module, function, mo
     """TrainingError (e.g. a NaN loss) from any command: one line naming the command, exit code 3."""
     import importlib
 
-    from models.train.qat import TrainingError
+    from models.train.trainer import TrainingError
 
     def stop(args):
         raise TrainingError("the loss became nan at step 5; stopped")

@@ -1,30 +1,19 @@
-"""GPT-2: equal to transformers in ann mode, snn == snn-fused, qat == snn-fused, KV cache, padding,
-checkpoints, the new operators (SNNLayerNorm, SNNGELU and its fit), bad input."""
+"""GPT-2: equal to transformers in ann mode, the operators it brought (SNNLayerNorm, SNNGELU and its fit), config errors
+(the contract every architecture keeps: test_architectures_contract.py)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from models.arch.gpt2 import GPT2Config, GPT2ForCausalLM, from_transformers_state_dict
-from models.arch.spiking_config import SpikingConfig
 from models.spiking import OpCounter
 from models.spiking.norms import SNNLayerNorm
 from models.spiking.gelu import SNNGELU, fit_snn_gelu
 from models.spiking.quant import QuantSpec
+from tests.tiny_models import TINY as TINY_MODELS
+from tests.tiny_models import tiny_model
 
-TINY = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32)
-
-
-def tiny(mode: str = "ann", seed: int = 0, **config) -> GPT2ForCausalLM:
-    torch.manual_seed(seed)
-    return GPT2ForCausalLM(GPT2Config(**{**TINY, **config}), SpikingConfig(mode=mode)).eval()
-
-
-def same_weights(model: GPT2ForCausalLM, mode: str, bits: int = 8) -> GPT2ForCausalLM:
-    """The same weights in ``mode``; the time-stepped tests use 5 bits (T = 15) to stay fast."""
-    other = GPT2ForCausalLM(model.config, SpikingConfig(mode=mode, bits=bits), init_weights=False)
-    other.load_state_dict(model.state_dict(), strict=False)
-    return other.eval()
+TINY = TINY_MODELS["gpt2"]
 
 
 @pytest.mark.parametrize("activation, tie", [("gelu_new", True), ("gelu", False)])
@@ -48,84 +37,6 @@ def test_ann_equals_transformers_gpt2(activation, tie):
         expected = hf(ids, attention_mask=mask, position_ids=positions).logits
         got, _ = ours(ids, attention_mask=mask)
     assert (got - expected)[mask.bool()].abs().max() < 1e-4
-
-
-def test_snn_equals_snn_fused_and_qat_bit_for_bit():
-    ann = tiny()
-    ids = torch.randint(0, 97, (2, 6))
-    mask = torch.ones_like(ids)
-    mask[0, :2] = 0
-    with torch.no_grad():
-        fused, _ = same_weights(ann, "snn-fused")(ids, mask)
-        qat, _ = same_weights(ann, "qat")(ids, mask)
-        stepped5, _ = same_weights(ann, "snn", bits=5)(ids, mask)
-        fused5, _ = same_weights(ann, "snn-fused", bits=5)(ids, mask)
-        float_logits, _ = ann(ids, mask)
-    assert torch.equal(stepped5, fused5)
-    assert torch.equal(qat, fused)  # lossless conversion
-    assert 0 < (fused - float_logits)[mask.bool()].abs().max() < 0.1  # close to the float model, not equal
-
-
-def test_counters_agree_between_snn_and_fused():
-    ann = tiny()
-    ids = torch.randint(0, 97, (1, 5))
-    totals = {}
-    for mode in ("snn", "snn-fused"):
-        model = same_weights(ann, mode, bits=5)
-        with OpCounter(model) as counter, torch.no_grad():
-            model(ids)
-        totals[mode] = counter.total()
-    for name in ("spikes", "neuron_steps", "Effective_ACs", "Effective_MACs", "Dense"):
-        assert getattr(totals["snn"], name) == getattr(totals["snn-fused"], name), name
-    # float work differs by design: the time-stepped softmax evaluates its function at every step
-    assert totals["snn"].Effective_ACs > 0 and totals["snn"].Effective_MACs == 0
-
-
-@pytest.mark.parametrize("mode", ["ann", "qat", "snn-fused", "snn"])
-def test_a_sequence_scores_the_same_alone_and_in_a_padded_batch(mode):
-    model = same_weights(tiny(), mode, bits=4 if mode == "snn" else 8)
-    seq = torch.randint(0, 97, (1, 6))
-    other = torch.randint(0, 97, (1, 9))
-    with torch.no_grad():
-        alone, _ = model(seq)
-        right = torch.cat([torch.cat([seq, torch.zeros(1, 3, dtype=torch.long)], 1), other])
-        right_mask = torch.cat([torch.cat([torch.ones(1, 6), torch.zeros(1, 3)], 1), torch.ones(1, 9)]).long()
-        left = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), seq], 1), other])
-        left_mask = torch.cat([torch.cat([torch.zeros(1, 3), torch.ones(1, 6)], 1), torch.ones(1, 9)]).long()
-        right_logits, _ = model(right, attention_mask=right_mask)
-        left_logits, _ = model(left, attention_mask=left_mask)
-    assert torch.allclose(right_logits[:1, :6], alone, atol=1e-4)
-    assert torch.allclose(left_logits[:1, 3:], alone, atol=1e-4)
-
-
-@pytest.mark.parametrize("mode", ["ann", "snn-fused"])
-def test_kv_cache_equals_recomputing(mode):
-    model = same_weights(tiny(), mode)
-    prompt = torch.randint(0, 97, (2, 4))
-    generated = model.greedy_generate(prompt, max_new_tokens=5)
-    ids = prompt
-    with torch.no_grad():
-        for _ in range(5):
-            ids = torch.cat([ids, model(ids)[0][:, -1].argmax(-1, keepdim=True)], 1)
-        _, cache = model(prompt, use_cache=True)
-        step, _ = model(ids[:, 4:5], cache=cache)
-        full, _ = model(ids[:, :5])
-    assert torch.equal(generated, ids[:, 4:])
-    assert torch.allclose(step[:, -1], full[:, -1], atol=1e-4)
-    _, one = model(prompt[:1], use_cache=True)
-    assert one.expand(3).keys[0].shape[0] == 3
-
-
-def test_checkpoint_round_trip_with_tied_embeddings(tmp_path):
-    from models.load import load_checkpoint, save_checkpoint
-
-    model = tiny("snn-fused")
-    save_checkpoint(model, tmp_path)
-    loaded = load_checkpoint(tmp_path).model
-    ids = torch.randint(0, 97, (1, 5))
-    with torch.no_grad():
-        assert torch.equal(loaded(ids)[0], model(ids)[0])
-    assert loaded.lm_head.weight is loaded.transformer.wte.weight
 
 
 def test_snn_gelu_fit_error_is_reported_and_small():
@@ -177,7 +88,7 @@ def test_snn_layernorm_paths():
         ops["qat"](torch.randn(2, 8))
 
 
-def test_bad_config_and_input():
+def test_bad_config_and_too_long_input():
     with pytest.raises(ValueError, match="attention must be one of"):
         GPT2Config(**TINY, attention="linear")
     with pytest.raises(ValueError, match="divisible by num_attention_heads"):
@@ -187,9 +98,7 @@ def test_bad_config_and_input():
     with pytest.raises(ValueError, match="unknown keys"):
         GPT2Config.from_dict({"architecture": "gpt2", "n_embd": 3})
     assert GPT2Config.from_dict(GPT2Config(**TINY).to_dict()) == GPT2Config(**TINY)
-    model = tiny()
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        model(torch.tensor([[5, 97]]))
+    model = tiny_model("gpt2")
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.zeros(1, 33, dtype=torch.long))
     with pytest.raises(ValueError, match="approximate must be one of"):

@@ -1,26 +1,21 @@
-"""The Llama-family decoder: equal to transformers in ann mode, snn == snn-fused, batch independence,
-KV cache, spiking coverage, bad input."""
+"""The Llama-family decoder: equal to transformers in ann mode, the fused float attention counted as its operators,
+keep_float and spiking coverage, config errors (the contract every architecture keeps: test_architectures_contract.py)."""
 
 import pytest
 import torch
 
-from models.arch.llama import LlamaConfig, LlamaForCausalLM, spiking_coverage
+from models.arch.base import spiking_coverage
+from models.arch.llama import LlamaConfig, LlamaForCausalLM
 from models.arch.spiking_config import OPERATOR_KINDS, SpikingConfig
 from models.spiking import OpCounter
+from tests import tiny_models
+from tests.tiny_models import same_weights  # noqa: F401  (other tests take it from here)
 
-TINY = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+TINY = tiny_models.TINY["llama"]
 
 
 def tiny(mode: str = "ann", seed: int = 0, **config) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(**{**TINY, **config}), SpikingConfig(mode=mode))
-    return model.eval()
-
-
-def same_weights(model: LlamaForCausalLM, mode: str, **spiking) -> LlamaForCausalLM:
-    other = LlamaForCausalLM(model.config, SpikingConfig(mode=mode, **spiking), init_weights=False)
-    other.load_state_dict(model.state_dict(), strict=False)
-    return other.eval()
+    return tiny_models.tiny_model("llama", mode, seed, **config)
 
 
 @pytest.mark.parametrize("tie", [True, False])
@@ -55,58 +50,6 @@ def test_ann_equals_transformers_qwen2_with_attention_bias():
     ids = torch.randint(0, 97, (2, 9))
     with torch.no_grad():
         assert (ours(ids)[0] - hf(ids).logits).abs().max() < 1e-4
-
-
-def test_snn_and_snn_fused_give_identical_logits():
-    ann = tiny()
-    ids = torch.randint(0, 97, (2, 5))
-    with torch.no_grad():
-        fused, _ = same_weights(ann, "snn-fused")(ids)
-        stepped, _ = same_weights(ann, "snn")(ids)
-        qat, _ = same_weights(ann, "qat")(ids)
-    assert torch.equal(stepped, fused)
-    assert torch.equal(qat, fused)  # lossless conversion
-    assert (fused - ann(ids)[0]).abs().max() < 0.5  # close to the float model, not equal
-
-
-@pytest.mark.parametrize("mode", ["ann", "qat", "snn-fused", "snn"])
-def test_a_sequence_scores_the_same_alone_and_in_a_padded_batch(mode):
-    model = same_weights(tiny(), mode)
-    seq = torch.randint(0, 97, (1, 6))
-    other = torch.randint(0, 97, (1, 9))
-    with torch.no_grad():
-        alone, _ = model(seq)
-        right = torch.cat([torch.cat([seq, torch.zeros(1, 3, dtype=torch.long)], 1), other])
-        right_logits, _ = model(right, attention_mask=torch.cat([torch.cat([torch.ones(1, 6), torch.zeros(1, 3)], 1), torch.ones(1, 9)]).long())
-        left = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), seq], 1), other])
-        left_logits, _ = model(left, attention_mask=torch.cat([torch.cat([torch.zeros(1, 3), torch.ones(1, 6)], 1), torch.ones(1, 9)]).long())
-
-    def loglik(logits, ids):
-        return torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).sum()
-
-    expected = loglik(alone, seq)
-    assert torch.allclose(loglik(right_logits[:1, :6], seq), expected, atol=1e-4)
-    assert torch.allclose(loglik(left_logits[:1, 3:], seq), expected, atol=1e-4)
-
-
-@pytest.mark.parametrize("mode", ["ann", "snn-fused"])
-def test_kv_cache_generation_equals_recomputing(mode):
-    model = same_weights(tiny(), mode)
-    prompt = torch.randint(0, 97, (2, 4))
-    generated = model.greedy_generate(prompt, max_new_tokens=5)
-    ids = prompt
-    with torch.no_grad():
-        for _ in range(5):
-            ids = torch.cat([ids, model(ids)[0][:, -1].argmax(-1, keepdim=True)], 1)
-    assert torch.equal(generated, ids[:, 4:])
-
-
-def test_generation_stops_at_stop_ids():
-    model = tiny()
-    prompt = torch.randint(0, 97, (1, 3))
-    first = model.greedy_generate(prompt, 1)[0, 0].item()
-    out = model.greedy_generate(prompt, 6, stop_ids=(first,))
-    assert out.tolist() == [[first]]
 
 
 def test_spiking_coverage_and_keep_float():
@@ -163,19 +106,10 @@ def test_right_padded_batches_use_the_kernels_causal_mask_with_the_same_result()
     assert torch.allclose(fused[0], separate[0], atol=1e-5) and torch.allclose(fused[1, :6], separate[1, :6], atol=1e-5)
 
 
-def test_bad_input():
-    model = tiny()
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        model(torch.tensor([[5, 97]]))
-    with pytest.raises(ValueError, match="2-D integer tensor"):
-        model(torch.tensor([1, 2]))
-    with pytest.raises(ValueError, match="attention_mask must have shape"):
-        model(torch.tensor([[1, 2]]), attention_mask=torch.ones(1, 3))
+def test_bad_config():
     with pytest.raises(ValueError, match="multiple of num_key_value_heads"):
         LlamaConfig(**{**TINY, "num_key_value_heads": 3})
     with pytest.raises(ValueError, match="mode must be one of"):
         SpikingConfig(mode="spiking")
     with pytest.raises(ValueError, match="keep_float has unknown operator kinds"):
         SpikingConfig(keep_float=("mlp",))
-    with pytest.raises(ValueError, match="max_new_tokens"):
-        model.greedy_generate(torch.tensor([[1]]), 0)

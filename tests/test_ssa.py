@@ -3,15 +3,18 @@ surrogate's derivative is its formula, gradients reach every SSA parameter, and 
 the model contract (qat == snn == snn-fused, KV cache, padding) and is counted as spike-driven work."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from harness.experiments.neurtransformer import attention_costs
+from models.arch.base import calibrated_keys
 from models.arch.gpt2 import GPT2Config, GPT2ForCausalLM
 from models.arch.spiking_config import SpikingConfig
+from models.convert import convert, swap_mode
 from models.spiking import OpCounter
 from models.spiking.ssa import SpikingSelfAttention, if_neuron
-from models.train.neurtransformer import NeurTransformerConfig, attention_stats, causal_mask, convert_to_ssa
 from models.spiking.surrogate import SURROGATES, spike, ternary_spike
 
 TINY = dict(vocab_size=61, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=32)
@@ -71,12 +74,34 @@ def test_if_neuron_counts_round_and_clamp():
     assert torch.equal(counts, expected)
 
 
-def tiny(mode: str = "qat", seed: int = 0, **config) -> GPT2ForCausalLM:
-    """A float GPT-2 converted to SSA and calibrated on random text (what NeurTransformer's steps 1-2 do)."""
+def tiny(mode: str = "qat", seed: int = 0, surrogate: str = "atan", bits: int = 8) -> GPT2ForCausalLM:
+    """A float GPT-2 converted to SSA by the shared stage 2 and calibrated on random text (NeurTransformer's steps 1-2)."""
     torch.manual_seed(seed)
     ann = GPT2ForCausalLM(GPT2Config(**TINY)).eval()
     batches = [torch.randint(0, 61, (4, 12))]
-    return convert_to_ssa(ann, batches, NeurTransformerConfig(ssa_time_steps=4, **config), mode=mode).eval()
+    ssa = replace(ann.config, attention="ssa", ssa_time_steps=4, ssa_surrogate=surrogate)
+    qat = convert(ann, batches, SpikingConfig(bits=bits), config=ssa).qat
+    return (qat if mode == "qat" else swap_mode(qat, qat.spiking.with_mode(mode))).eval()
+
+
+def causal(length: int) -> torch.Tensor:
+    return torch.ones(1, 1, length, length, dtype=torch.bool).tril()
+
+
+def test_the_shared_conversion_calibrates_ssa_and_gelu_to_the_float_model():
+    """SSA's spike values are fitted (none left at their initial values), each GELU's range is its layer's own."""
+    torch.manual_seed(0)
+    ann = GPT2ForCausalLM(GPT2Config(**TINY)).eval()
+    ssa = replace(ann.config, attention="ssa", ssa_time_steps=4)
+    conversion = convert(ann, [torch.randint(0, 61, (4, 12))], SpikingConfig(), config=ssa)
+    fresh = GPT2ForCausalLM(ssa, SpikingConfig(mode="qat"), init_weights=False).state_dict()
+    state = conversion.qat.state_dict()
+    assert calibrated_keys(conversion.qat) == {f"transformer.h.{i}.attn.{n}" for i in range(2) for n in SpikingSelfAttention.calibrated_state}
+    assert all(not torch.equal(state[k], fresh[k]) for k in calibrated_keys(conversion.qat))
+    ranges = conversion.stats.ranges()["gelu"]
+    assert set(ranges) == {0, 1} and [conversion.snn.transformer.h[i].mlp.act.fit.x_max for i in (0, 1)] == [ranges[0], ranges[1]]
+    with pytest.raises(ValueError, match="no float twin"):  # calibrated state needs a float block at the same path
+        convert(conversion.qat.__class__(ssa, init_weights=False), [torch.randint(0, 61, (1, 4))], SpikingConfig(), config=ssa)
 
 
 def test_ssa_forward_is_spiking():
@@ -139,9 +164,9 @@ def test_ssa_block_is_counted_as_spike_driven_work():
     torch.manual_seed(1)
     ann = GPT2ForCausalLM(GPT2Config(**TINY)).eval()
     windows = torch.randint(0, 61, (2, 12))
-    ssa, _, tokens = attention_stats(snn, windows)
-    asa, _, _ = attention_stats(ann, windows)
-    assert tokens == 24
+    ssa_cost, _ = attention_costs(snn, windows)
+    asa, ssa = attention_costs(ann, windows)[0].ops, ssa_cost.ops
+    assert ssa_cost.tokens == 24
     assert ssa.Effective_ACs > 0 and ssa.Effective_MACs == 0 and ssa.spikes > 0 and 0 < ssa.activation_sparsity < 1
     assert asa.Effective_MACs > 0 and asa.Effective_ACs == 0 and asa.float_ops > 0
     with OpCounter(snn) as counter, torch.no_grad():
@@ -156,4 +181,4 @@ def test_ssa_bad_arguments():
     with pytest.raises(ValueError, match="divisible"):
         SpikingSelfAttention(15, 2)
     with pytest.raises(ValueError, match="x contains NaN"):
-        SpikingSelfAttention(16, 2)(torch.full((1, 2, 16), float("nan")), causal_mask(2))
+        SpikingSelfAttention(16, 2)(torch.full((1, 2, 16), float("nan")), causal(2))

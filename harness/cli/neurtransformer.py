@@ -46,7 +46,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.train.neurtransformer import run_neurtransformer
+    from harness.experiments.neurtransformer import run_neurtransformer
 
     use_data_dir(args.data_dir)
     started = time.perf_counter()

@@ -37,10 +37,10 @@ from typing import Any
 
 import pandas as pd
 
-from models.arch.braingpt import TAGGED_CORPORA, tag_accuracy, tag_streams
+from models.arch.braingpt import TAGGED_CORPORA, tag_accuracy
 from models.train.config import load_config
-from models.train.data import token_stream
-from models.train.qat import LOG, Trainer
+from models.train.data import tag_streams, token_stream
+from models.train.trainer import LOG, Trainer
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, atomic_write_text
 

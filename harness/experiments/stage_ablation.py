@@ -27,7 +27,7 @@ from models.convert import convert, swap_mode
 from models.load import LoadedModel, load_checkpoint
 from models.perplexity import token_perplexity
 from models.train.data import global_batch, token_stream
-from models.train.stdp import STDPConfig, mean_window, optimize_time_steps
+from models.train.stdp import STDPConfig, mean_time_window, optimize_time_steps
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_text
 
@@ -98,8 +98,8 @@ def run_stage_ablation(args: argparse.Namespace, say: Callable[[str], None]) -> 
         model = _cell_model(cell, ann, qat, calibration, args.granularity)
         time_window = None
         if cell.stdp:
-            time_window = mean_window(optimize_time_steps(model, calibration, STDPConfig(steps=args.stdp_steps)), after=True)
-        ppl = token_perplexity(model, test, window=args.window, batch_size=16, desc=f"{cell.stage} b{cell.bits}")["perplexity"]
+            time_window = mean_time_window(optimize_time_steps(model, calibration, STDPConfig(steps=args.stdp_steps)), after=True)
+        ppl = token_perplexity(model, test, context_window=args.window, batch_size=16, desc=f"{cell.stage} b{cell.bits}")["perplexity"]
         cost = count_forwards(model, [counted], [preset])
         rows.append({
             "stage": cell.stage + (" + stdp" if cell.stdp else ""),

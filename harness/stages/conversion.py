@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from models.arch.llama import spiking_coverage
+from models.arch.base import spiking_coverage
 from models.arch.spiking_config import SpikingConfig, parse_kind_bits
 from models.audit import audit_conversion, audit_table, worst_layers, write_audit
 from models.calibrate import calibration_batches
@@ -87,7 +87,7 @@ def convert_pretrained(args: argparse.Namespace, plan: ConversionPlan, say: Call
     evaluation = text_ids(loaded.tokenizer, args.eval_data, args.eval_split, args.eval_tokens)
     perplexity = {}
     for name, model in (("ann", loaded.model), ("qat", conversion.qat), ("snn-fused", conversion.snn)):
-        perplexity[name] = token_perplexity(model, evaluation, window=args.window, desc=f"perplexity {name}")
+        perplexity[name] = token_perplexity(model, evaluation, context_window=args.window, desc=f"perplexity {name}")
         say(f"  perplexity {name:<9} {perplexity[name]['perplexity']:.3f} over {perplexity[name]['tokens']} tokens of {args.eval_data}/{args.eval_split}")
     audit_ids = calibration_batches(evaluation, args.window, 1)[: args.audit_windows]
     rows = audit_conversion(loaded.model, conversion.snn, audit_ids)

@@ -17,7 +17,7 @@ from models.convert import swap_mode
 from models.load import TOKENIZER_FILE, load_checkpoint, read_config, save_checkpoint
 from models.perplexity import token_perplexity
 from models.train.data import global_batch, token_stream
-from models.train.stdp import STDPConfig, mean_window, optimize_time_steps, report_table, reports_as_dicts
+from models.train.stdp import STDPConfig, mean_time_window, optimize_time_steps, report_table, reports_as_dicts
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, atomic_write_text, check_writable
 
@@ -111,7 +111,7 @@ def run_stage3(args: argparse.Namespace, checked: Plan) -> StageResult:
         return {"joules_per_token": cost.joules_per_token, "source": cost.estimates[0].source, "spikes_per_token": cost.per_token("spikes")}
 
     def measure(m) -> tuple[float, dict]:
-        return token_perplexity(m, test, window=context_window, batch_size=16)["perplexity"], energy(m)
+        return token_perplexity(m, test, context_window=context_window, batch_size=16)["perplexity"], energy(m)
 
     energy_qat = energy(swap_mode(model, model.spiking.with_mode("qat")))  # the QAT ANN: MACs on quantized values
     ppl_before, energy_before = measure(model)
@@ -122,8 +122,8 @@ def run_stage3(args: argparse.Namespace, checked: Plan) -> StageResult:
         "checkpoint": str(args.checkpoint),
         "data": data,
         "config": config.__dict__,
-        "mean_T": {"before": mean_window(reports, False), "after": mean_window(reports, True)},
-        "max_T": {"before": max(r.window_before for r in reports), "after": max(r.window_after for r in reports)},
+        "mean_T": {"before": mean_time_window(reports, False), "after": mean_time_window(reports, True)},
+        "max_T": {"before": max(r.time_window_before for r in reports), "after": max(r.time_window_after for r in reports)},
         "perplexity": {"before": ppl_before, "after": ppl_after, "change": ppl_after / ppl_before - 1},
         "estimated_energy": {"before": energy_before, "after": energy_after, "qat_ann": energy_qat, "kind": "estimated"},
         "layers": reports_as_dicts(reports),

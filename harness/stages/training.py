@@ -24,7 +24,7 @@ from models.convert import swap_mode
 from models.spiking.checks import check_bits
 from models.train.config import TrainConfig, load_config
 from models.train.data import token_stream
-from models.train.qat import SUMMARY, TrainResult, Trainer
+from models.train.trainer import SUMMARY, TrainResult, Trainer
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, check_writable
 

@@ -1,13 +1,16 @@
-"""What every causal language model in ``models/arch`` shares: init, input checks, greedy decoding.
+"""What every causal language model in ``models/arch`` shares: init, input checks, padding, greedy decoding.
 
-A model subclasses :class:`CausalLM` and sets ``config`` (with ``vocab_size``) and ``spiking``
-(a :class:`SpikingConfig`); its ``forward(input_ids, attention_mask, cache=..., use_cache=...)``
-returns ``(float32 logits, cache)``, whatever the cache holds (keys and values, a recurrent state).
+A model subclasses :class:`CausalLM`, sets ``config`` (with ``vocab_size``) and ``spiking`` (a
+:class:`SpikingConfig`) and implements ``run(input_ids, mask, cache) -> (float32 logits, new cache)``;
+``forward(input_ids, attention_mask, cache=..., use_cache=...)`` checks the input and calls it,
+whatever the cache holds (keys and values, a recurrent state). Which state keys exist only in
+some modes comes from the modules' classes (``mode_state_keys``, ``calibrated_keys``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from types import NoneType, UnionType
@@ -16,15 +19,50 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 import torch
 from torch import nn
 
+from models.spiking import counters
+
 from .operators import Operators
 from .spiking_config import SpikingConfig
 
 
+class Stack(nn.Module):
+    """Input embeddings, a list of layers and a final norm, under the attribute names of the architecture's
+    checkpoints (``("embed_tokens", "layers", "norm")`` for Llama), registered in that order."""
+
+    def __init__(self, names: tuple[str, str, str], embeddings: nn.Module, layers: list[nn.Module], norm: nn.Module) -> None:
+        super().__init__()
+        for name, module in zip(names, (embeddings, nn.ModuleList(layers), norm)):
+            setattr(self, name, module)
+
+
 class CausalLM(nn.Module):
-    """Base of the decoders: GPT-2-style init (N(0, 0.02), zero biases), id checks, greedy generation."""
+    """Base of the decoders: GPT-2-style init (N(0, 0.02), zero biases), id checks, padding, greedy generation."""
 
     config: object
     spiking: object
+    training_streams: ClassVar[tuple[str, ...]] = ("ids",)  # the aligned corpus streams it trains on (BrainGPT adds "tags")
+
+    def __init__(self, config: Any, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
+        """The architecture's modules from the operator factory (``build``), the language-model head (tied to the
+        input embeddings when the config says so), then, with ``init_weights``, the init (``_init_weights``, then ``_arch_init``)."""
+        super().__init__()
+        self.config = config
+        self.spiking = spiking or SpikingConfig()
+        ops = Operators(self.spiking)
+        embeddings = self.build(ops)
+        self.lm_head = ops.linear(self.config.hidden_size, self.config.vocab_size, False, kind="lm_head")
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = embeddings.weight
+        if init_weights:
+            self.apply(self._init_weights)
+            self._arch_init()
+
+    def build(self, ops: Operators) -> nn.Module:
+        """Create the architecture's modules (before the head); returns the input embeddings (a module with ``weight``)."""
+        raise NotImplementedError
+
+    def _arch_init(self) -> None:
+        """The architecture's own init after the shared one (e.g. GPT-2's scaled residual projections)."""
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -38,19 +76,33 @@ class CausalLM(nn.Module):
     def mode(self) -> str:
         return self.spiking.mode
 
-    def _start(self, config: Any, spiking: SpikingConfig | None) -> Operators:
-        """Keep the config and the spiking settings; the operators every layer is built from."""
-        self.config = config
-        self.spiking = spiking or SpikingConfig()
-        return Operators(self.spiking)
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, cache: Any = None, use_cache: bool = False
+    ) -> tuple[torch.Tensor, Any]:
+        """(float32 logits (batch, length, vocab), the new cache when ``use_cache`` else None). ``attention_mask``
+        marks real tokens (1) and padding (0); padding never changes what real tokens see."""
+        logits, new_cache = self.run(input_ids, self._input_mask(input_ids, attention_mask), cache)
+        return logits, (new_cache if use_cache else None)
 
-    def _finish(self, ops: Operators, embeddings: nn.Embedding, init_weights: bool) -> None:
-        """The language-model head (tied to ``embeddings`` when the config says so), then the init."""
-        self.lm_head = ops.linear(self.config.hidden_size, self.config.vocab_size, False, kind="lm_head")
-        if self.config.tie_word_embeddings:
-            self.lm_head.weight = embeddings.weight
-        if init_weights:
-            self.apply(self._init_weights)
+    def run(self, input_ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        """The architecture's forward on checked ids and a bool mask: (float32 logits, the new cache)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def real_tokens_first(input_ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(ids, mask, order) with each row's real tokens moved to the front by a stable permutation ``order``
+        (None when nothing is padded), so a recurrent layer sees right-padded rows; checks the cache's batch."""
+        if cache is not None and cache.batch_size != input_ids.shape[0]:
+            raise ValueError(f"cache has batch size {cache.batch_size}, input_ids has {input_ids.shape[0]}")
+        if bool(mask.all()):
+            return input_ids, mask, None
+        order = torch.argsort((~mask).to(torch.int64), dim=1, stable=True)
+        return input_ids.gather(1, order), mask.gather(1, order), order
+
+    @staticmethod
+    def original_order(x: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+        """``x`` (batch, length, ...) put back in the input's order (``real_tokens_first`` undone)."""
+        return x if order is None else x.gather(1, torch.argsort(order, dim=1)[..., None].expand_as(x))
 
     def _input_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Check ``input_ids``; the attention mask as bool, all True when None, of the ids' shape."""
@@ -117,6 +169,29 @@ class CausalLM(nn.Module):
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
 
+def declared_keys(model: nn.Module, attribute: str) -> set[str]:
+    """The state-dict keys of ``model`` that its modules' classes list in ``attribute`` (a tuple of own state names)."""
+    keys = set(model.state_dict(keep_vars=True))
+    return {f"{path}.{name}" if path else name for path, module in model.named_modules() for name in getattr(type(module), attribute, ())} & keys
+
+
+def mode_state_keys(model: nn.Module) -> set[str]:
+    """Keys of the state only the quantized / spiking modes have (``mode_state`` of quantizers, neurons, Synapsis):
+    a checkpoint or model of another mode lacks them or has more of them."""
+    return declared_keys(model, "mode_state")
+
+
+def calibrated_keys(model: nn.Module) -> set[str]:
+    """Keys of the state stage-2 calibration fits to the float model (``calibrated_state``, e.g. SSA's spike values)."""
+    return declared_keys(model, "calibrated_state")
+
+
+def spiking_coverage(stats: counters.OpStats) -> float:
+    """Share of the model's operations that run as spike-driven accumulations: ACs / (ACs + MACs + float ops)."""
+    total = stats.Effective_ACs + stats.Effective_MACs + stats.float_ops
+    return stats.Effective_ACs / total if total else math.nan
+
+
 def _fits(value: Any, hint: Any) -> bool:
     """Whether ``value`` (read from JSON or TOML) is of type ``hint``.
 
@@ -157,6 +232,7 @@ class ArchConfig:
     """Mixin of the config dataclasses: a JSON round trip tagged with the architecture's name."""
 
     architecture: ClassVar[str]
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # named sizes (``preset``)
 
     def to_dict(self) -> dict[str, Any]:
         return {"architecture": self.architecture, **asdict(self)}  # type: ignore[call-overload]
@@ -182,3 +258,10 @@ class ArchConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Any:
+        """A named size of ``presets``, with fields overridden (e.g. ``vocab_size`` of your tokenizer)."""
+        if name not in cls.presets:
+            raise ValueError(f"unknown {cls.architecture} preset {name!r}; known: {', '.join(cls.presets)}")
+        return cls(**{**cls.presets[name], **overrides})

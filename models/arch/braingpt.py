@@ -22,7 +22,8 @@ token cross-entropy + ``pos_loss_weight`` x tag cross-entropy (on tags that are 
 tags, e.g. every tag of an untagged corpus and the sentence ends, are masked out) +
 ``balance_loss_weight`` x the mean MoE load-balancing loss. ``forward`` returns token logits
 like every model, so BrainGPT is evaluated as a plain LM on any text; the POS branch runs on
-any text too (``tag_logits`` gives its predictions).
+any text too (``tag_logits`` gives its predictions). The trainer aligns Brown's tags with the ids
+(``models.train.data.tag_streams``).
 
 Ablation switches: ``dual`` (False: the token model alone, no POS model, no integration
 synapses), ``moe`` (False: the dense SwiGLU of TTT), ``selective_embedding`` (False: a plain
@@ -33,23 +34,22 @@ The cache is a ``TTTCache`` whose states are the POS model's layers followed by 
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from dataclasses import dataclass
-from itertools import accumulate
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.fields import check_fields
 from models.spiking import counters
 
-from .base import ArchConfig, CausalLM
+from .base import CausalLM
+from .blocks import SwiGLU
 from .embedding import SelectiveActivationEmbedding
 from .moe import GATINGS, MoESynapsis
 from .operators import Operators
-from .spiking_config import SpikingConfig
-from .ttt import SwiGLU, TTTBlock, TTTCache, TTTConfig
+from .ttt import TTTBlock, TTTCache, TTTConfig
 
 UNIVERSAL_TAGS = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", "X", ".")
 POS_TAGS = UNIVERSAL_TAGS + ("<unk>",)
@@ -59,21 +59,13 @@ TAGGED_CORPORA = ("brown",)
 
 
 @dataclass(frozen=True)
-class BrainGPTConfig(ArchConfig):
+class BrainGPTConfig(TTTConfig):
+    """TTTConfig's fields (the blocks of both sub-models) and the dual model's, MoE's and the embedding's."""
+
     architecture: ClassVar[str] = "braingpt"
-    vocab_size: int = 32000
-    hidden_size: int = 768
-    intermediate_size: int = 2048
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # not TTT's
     num_hidden_layers: int = 10  # token model
     num_pos_layers: int = 2  # part-of-speech model
-    num_attention_heads: int = 12
-    mini_batch_size: int = 16
-    ttt_base_lr: float = 1.0
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 10000.0
-    max_position_embeddings: int = 2048
-    tie_word_embeddings: bool = True
-    use_gate: bool = False
     dual: bool = True
     moe: bool = True
     num_experts: int = 4
@@ -87,43 +79,30 @@ class BrainGPTConfig(ArchConfig):
     balance_loss_weight: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("num_pos_layers", "num_experts", "top_k", "embedding_populations"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__post_init__()  # the TTT fields' own checks
+        check_fields(
+            self,
+            positive_int=("num_pos_layers", "num_experts", "top_k", "embedding_populations"),
+            optional_positive_int=("expert_intermediate_size",),
+            fraction=("active_fraction",),
+            non_negative=("pos_loss_weight", "balance_loss_weight"),
+            flag=("dual", "moe", "selective_embedding", "tie_word_embeddings", "use_gate"),
+            choices={"moe_gating": GATINGS},
+        )
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k ({self.top_k}) must not exceed num_experts ({self.num_experts})")
-        size = self.expert_intermediate_size
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
-            raise ValueError(f"expert_intermediate_size must be a positive integer or None, got {size!r}")
-        if self.moe_gating not in GATINGS:
-            raise ValueError(f"moe_gating must be one of {', '.join(GATINGS)}, got {self.moe_gating!r}")
-        if not 0 < self.active_fraction <= 1:
-            raise ValueError(f"active_fraction must be in (0, 1], got {self.active_fraction}")
-        for name in ("pos_loss_weight", "balance_loss_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("dual", "moe", "selective_embedding", "tie_word_embeddings", "use_gate"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        self.ttt_config()  # the TTT fields' own checks
 
-    def ttt_config(self, intermediate_size: int | None = None) -> TTTConfig:
+    def ttt_config(self) -> TTTConfig:
         """The TTTConfig of the blocks (both sub-models share widths, heads and mini-batch size)."""
-        return TTTConfig(
-            vocab_size=self.vocab_size, hidden_size=self.hidden_size, intermediate_size=intermediate_size or self.intermediate_size,
-            num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads, mini_batch_size=self.mini_batch_size,
-            ttt_base_lr=self.ttt_base_lr, rms_norm_eps=self.rms_norm_eps, rope_theta=self.rope_theta,
-            max_position_embeddings=self.max_position_embeddings, tie_word_embeddings=self.tie_word_embeddings, use_gate=self.use_gate,
-        )
+        return TTTConfig(**{f.name: getattr(self, f.name) for f in fields(TTTConfig)})
 
 
 def _mlp(config: BrainGPTConfig, ops: Operators, layer: int) -> nn.Module:
     """A block's MLP: MoESynapsis of SwiGLU experts, or TTT's dense SwiGLU when ``moe`` is off."""
     if not config.moe:
-        return SwiGLU(config.ttt_config(), ops, layer)
-    expert = config.ttt_config(config.expert_intermediate_size)
-    experts = [SwiGLU(expert, ops, layer) for _ in range(config.num_experts)]
+        return SwiGLU(config.hidden_size, config.intermediate_size, ops, layer)
+    width = config.expert_intermediate_size or config.intermediate_size
+    experts = [SwiGLU(config.hidden_size, width, ops, layer) for _ in range(config.num_experts)]
     return MoESynapsis(config.hidden_size, config.hidden_size, config.num_experts, ops, config.top_k, config.moe_gating, experts)
 
 
@@ -161,34 +140,28 @@ class PartOfSpeechModel(nn.Module):
 
 
 class BrainGPTForCausalLM(CausalLM):
-    """The dual model with its LM head; ``forward`` returns float32 token logits and the inner-loop state as the cache."""
+    """The dual model with its LM head; ``forward`` returns float32 token logits and the inner-loop state as the cache.
 
-    def __init__(self, config: BrainGPTConfig, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
-        super().__init__()
-        ops = self._start(config, spiking)
-        self.model = BrainGPTModel(config, ops)
-        self.pos_model = PartOfSpeechModel(config, ops) if config.dual else None
-        self._finish(ops, self.model.embed_tokens, init_weights)
+    It trains on the token ids and their next-token POS tags (``training_streams``: the trainer aligns them).
+    """
+
+    training_streams = ("ids", "tags")
+
+    def build(self, ops: Operators) -> nn.Module:
+        self.model = BrainGPTModel(self.config, ops)
+        self.pos_model = PartOfSpeechModel(self.config, ops) if self.config.dual else None
         self.last_losses: dict[str, float] = {}
+        return self.model.embed_tokens
 
-    def _run(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: TTTCache | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, TTTCache]:
+    def _run(self, input_ids: torch.Tensor, mask: torch.Tensor, cache: TTTCache | None) -> tuple[torch.Tensor, torch.Tensor | None, TTTCache]:
         """(token logits, POS logits or None, the new cache), both logits in the input's order."""
-        mask = self._input_mask(input_ids, attention_mask)
-        B, L = input_ids.shape
-        if cache is not None and cache.batch_size != B:
-            raise ValueError(f"cache has batch size {cache.batch_size}, input_ids has {B}")
-        order = None
-        if not bool(mask.all()):  # real tokens first, in order, as in TTTForCausalLM
-            order = torch.argsort((~mask).to(torch.int64), dim=1, stable=True)
-            input_ids, mask = input_ids.gather(1, order), mask.gather(1, order)
-        count = cache.count if cache is not None else torch.zeros(B, dtype=torch.int64, device=input_ids.device)
+        input_ids, mask, order = self.real_tokens_first(input_ids, mask, cache)  # real tokens first, as in TTTForCausalLM
+        count = cache.count if cache is not None else mask.new_zeros(mask.shape[0], dtype=torch.int64)
         old = iter(cache.states) if cache is not None else None
         states = []
 
         def run_block(layer: TTTBlock, h: torch.Tensor) -> torch.Tensor:
-            state = next(old) if old is not None else layer.seq_modeling_block.initial_state(B)
+            state = next(old) if old is not None else layer.seq_modeling_block.initial_state(mask.shape[0])
             h, state = layer(h, mask, state, count)
             states.append(state)
             return h
@@ -207,14 +180,14 @@ class BrainGPTForCausalLM(CausalLM):
                 if counters.counting():
                     counters.record(self.model, float_ops=x.numel())  # the integration's addition
             x = run_block(layer, x)
-        logits = self.lm_head(self.model.norm(x)).float()
-        if order is not None:
-            back = torch.argsort(order, dim=1)[..., None]
-            logits = logits.gather(1, back.expand_as(logits))
-            if pos_logits is not None:
-                pos_logits = pos_logits.gather(1, back.expand_as(pos_logits))
-        new_count = (count + mask.sum(1)) % self.config.mini_batch_size
-        return logits, (pos_logits.float() if pos_logits is not None else None), TTTCache(states, new_count)
+        logits = self.original_order(self.lm_head(self.model.norm(x)).float(), order)
+        if pos_logits is not None:
+            pos_logits = self.original_order(pos_logits, order).float()
+        return logits, pos_logits, TTTCache(states, (count + mask.sum(1)) % self.config.mini_batch_size)
+
+    def run(self, input_ids: torch.Tensor, mask: torch.Tensor, cache: TTTCache | None) -> tuple[torch.Tensor, TTTCache]:
+        logits, _, new_cache = self._run(input_ids, mask, cache)
+        return logits, new_cache
 
     def forward(
         self,
@@ -227,14 +200,13 @@ class BrainGPTForCausalLM(CausalLM):
         """Token logits and the cache; with ``training_loss=True`` (the trainer under DDP) ``input_ids`` is a batch and the joint loss is returned."""
         if training_loss:
             return self.training_loss(input_ids)
-        logits, _, new_cache = self._run(input_ids, attention_mask, cache)
-        return logits, (new_cache if use_cache else None)
+        return super().forward(input_ids, attention_mask, cache, use_cache)
 
     def tag_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits over ``POS_TAGS`` at each position for the tag of the next token."""
         if self.pos_model is None:
             raise ValueError("this BrainGPT has no part-of-speech model (dual = false)")
-        return self._run(input_ids, attention_mask, None)[1]
+        return self._run(input_ids, self._input_mask(input_ids, attention_mask), None)[1]
 
     def balance_loss(self) -> torch.Tensor | None:
         """Mean load-balancing loss of the MoESynapsis modules of the last training forward, or None."""
@@ -244,7 +216,7 @@ class BrainGPTForCausalLM(CausalLM):
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token CE + pos_loss_weight x tag CE (known tags only) + balance_loss_weight x MoE balance (section 3.1.1, 3.1.2)."""
         ids = batch["ids"]
-        logits, pos_logits, _ = self._run(ids[:, :-1], None, None)
+        logits, pos_logits, _ = self._run(ids[:, :-1], self._input_mask(ids[:, :-1], None), None)
         token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
         loss = token_loss
         parts = {"token": float(token_loss.detach())}
@@ -264,64 +236,20 @@ class BrainGPTForCausalLM(CausalLM):
         self.last_losses = parts
         return loss
 
-    @staticmethod
-    def training_streams(tokenizer, data_set: str, split: str) -> dict[str, torch.Tensor]:
-        """Aligned ``ids`` and ``tags`` streams of a corpus split (the trainer's extension point)."""
-        return tag_streams(tokenizer, data_set, split)
-
-
-def tag_streams(tokenizer, data_set: str, split: str) -> dict[str, torch.Tensor]:
-    """``ids`` as ``token_stream`` makes them (each sentence + ``<eos>``) and the universal tag of every id.
-
-    Brown: each token takes the tag (``utags``) of the word its last character falls in (a piece that
-    is only a space: the word after it), found from the tokenizer's character offsets in the record's
-    ``text`` (the words joined by spaces). With
-    the word-level tokenizer that is one tag per word, exactly Brown's; with a subword tokenizer
-    every piece of a word carries the word's tag. ``<eos>`` gets ``<unk>``. Any other corpus has
-    no tags: every tag is ``<unk>`` and the POS loss is masked out.
-    """
-    from models.train.data import end_token, token_stream
-    from tasks.builders.base import read_jsonl
-    from tasks.loader import split_files
-
-    if data_set not in TAGGED_CORPORA:
-        ids = token_stream(tokenizer, data_set, split)
-        return {"ids": ids, "tags": torch.full_like(ids, UNK_TAG)}
-    files = split_files(data_set)
-    if split not in files:
-        raise ValueError(f"corpus {data_set!r} has no {split} split ({', '.join(files)})")
-    records = read_jsonl(files[split])
-    eos = end_token(tokenizer)
-    encodings = tokenizer.encode_batch([r["text"] for r in records], add_special_tokens=False)
-    ids: list[int] = []
-    tags: list[int] = []
-    for record, encoding in zip(records, encodings):
-        word_tags = [TAG_ID.get(t, UNK_TAG) for t in record["utags"]]
-        next_word = list(accumulate(len(w) + 1 for w in record["tokens"]))  # where each word's successor starts
-        text = record["text"]
-        for start, end in encoding.offsets:
-            last = end - 1 if text[end - 1 : end] != " " else end  # a lone space piece belongs to the word after it
-            word = bisect_right(next_word, last) if end > start else len(word_tags)
-            tags.append(word_tags[word] if word < len(word_tags) else UNK_TAG)
-        ids.extend(encoding.ids)
-        ids.append(eos)
-        tags.append(UNK_TAG)
-    return {"ids": torch.tensor(ids, dtype=torch.long), "tags": torch.tensor(tags, dtype=torch.long)}
-
 
 @torch.no_grad()
-def tag_accuracy(model: BrainGPTForCausalLM, streams: dict[str, torch.Tensor], window: int, max_tokens: int, batch_size: int = 16) -> float:
+def tag_accuracy(model: BrainGPTForCausalLM, streams: dict[str, torch.Tensor], context_window: int, max_tokens: int, batch_size: int = 16) -> float:
     """Share of known next-token tags the POS model predicts right, over consecutive windows of the streams."""
     if model.pos_model is None:
         raise ValueError("tag accuracy needs the part-of-speech model (dual = true)")
     ids, tags = streams["ids"][: max_tokens + 1], streams["tags"][: max_tokens + 1]
-    starts = list(range(0, max(1, len(ids) - 1), window))
+    starts = list(range(0, max(1, len(ids) - 1), context_window))
     right = known = 0
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     for i in range(0, len(starts), batch_size):
-        chunk = [(ids[s : s + window + 1], tags[s : s + window + 1]) for s in starts[i : i + batch_size]]
+        chunk = [(ids[s : s + context_window + 1], tags[s : s + context_window + 1]) for s in starts[i : i + batch_size]]
         width = max(len(c[0]) for c in chunk) - 1
         x = torch.zeros(len(chunk), width, dtype=torch.long)
         mask = torch.zeros_like(x)

@@ -1,10 +1,18 @@
 """Float (ANN) operators with the same call signatures as their spiking twins, and op counting.
 
 They report ``Effective_MACs`` (multiplications by nonzero float inputs), ``Dense`` and
-``float_ops`` so an ANN baseline is measured with the same counters as its SNN.
+``float_ops`` so an ANN baseline is measured with the same counters as its SNN; each records
+its counts in one method (``record_counts``), which the fused attention kernel calls too.
+
+Class attributes tell stage-2 calibration (``models/calibrate.py``) what the spiking twin needs
+from the float operator: ``observe_channels`` (the per-channel max |input|, for static input
+scales) or ``range_kind`` (the max |input| of the operator's ``layer``, the fitted range of the
+staircase neuron that replaces it).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +22,8 @@ from models.spiking import counters
 
 
 class CountedLinear(nn.Linear):
+    observe_channels: ClassVar[bool] = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():
             tokens = x.numel() // self.in_features
@@ -31,10 +41,27 @@ class FloatMatmul(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if counters.counting():
-            M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-            batch = a.numel() // (M * K)
-            counters.record(self, Effective_MACs=counters.nonzero(a) * N, Dense=batch * M * K * N)
+            K = a.shape[-1]
+            self.record_counts(counters.nonzero(a), a.numel() // K, K, b.shape[-1])
         return a @ b
+
+    def record_counts(self, nonzero_a: int, rows: int, inner: int, columns: int) -> None:
+        """(rows x inner) @ (inner x columns), ``nonzero_a`` nonzero entries in a: each costs ``columns`` MACs."""
+        counters.record(self, Effective_MACs=nonzero_a * columns, Dense=rows * inner * columns)
+
+
+class FloatAttentionValues(nn.Module):
+    """P . V as one float matmul (the spiking twin is ``SpikingAttentionValues``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.matmul = FloatMatmul()
+
+    def forward(self, probs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self.matmul(probs, v)
+
+    def record_counts(self, nonzero_probs: int, rows: int, keys: int, head_dim: int) -> None:
+        self.matmul.record_counts(nonzero_probs, rows, keys, head_dim)
 
 
 class FloatSoftmax(nn.Module):
@@ -46,11 +73,20 @@ class FloatSoftmax(nn.Module):
         if mask is not None:
             x = x.masked_fill(~mask, torch.finfo(x.dtype).min)
         if counters.counting():
-            counters.record(self, float_ops=5 * x.numel())
+            self.record_counts(x.numel())
         return torch.softmax(x, dim=self.dim)
+
+    def record_counts(self, elements: int) -> None:
+        counters.record(self, float_ops=5 * elements)  # max, subtract, exp, sum, divide
 
 
 class FloatSiLU(nn.Module):
+    range_kind: ClassVar[str] = "silu"
+
+    def __init__(self, layer: int = 0) -> None:
+        super().__init__()
+        self.layer = layer
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():
             counters.record(self, float_ops=4 * x.numel())
@@ -67,6 +103,8 @@ class FloatMultiply(nn.Module):
 class RMSNorm(nn.Module):
     """y = weight * x / sqrt(mean(x^2) + eps), computed in float32 (as Llama)."""
 
+    observe_channels: ClassVar[bool] = True
+
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.dim, self.eps = dim, eps
@@ -82,6 +120,8 @@ class RMSNorm(nn.Module):
 class LayerNorm(nn.LayerNorm):
     """y = weight * (x - mean) / sqrt(var + eps) + bias (GPT-2), counted like RMSNorm."""
 
+    observe_channels: ClassVar[bool] = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():
             counters.record(self, float_ops=7 * x.numel())
@@ -91,9 +131,12 @@ class LayerNorm(nn.LayerNorm):
 class FloatGELU(nn.Module):
     """GELU, exact (``approximate="none"``) or the tanh form GPT-2 uses (``"tanh"``)."""
 
-    def __init__(self, approximate: str = "none") -> None:
+    range_kind: ClassVar[str] = "gelu"
+
+    def __init__(self, approximate: str = "none", layer: int = 0) -> None:
         super().__init__()
         self.approximate = approximate
+        self.layer = layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():

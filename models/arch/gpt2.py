@@ -27,15 +27,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from models.fields import check_fields
 from models.spiking import counters
-from models.spiking.products import SNNMatmul
 from models.spiking.ssa import SpikingSelfAttention
 from models.spiking.surrogate import SURROGATES
 
-from .llama import KVCache
 from .base import ArchConfig, CausalLM
+from .blocks import KVCache, SoftmaxAttention, causal_mask, mlp_residual
 from .operators import Operators
-from .spiking_config import SpikingConfig
 
 ATTENTIONS = ("softmax", "ssa")
 GELUS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}  # transformers' names -> torch's approximate
@@ -61,24 +60,16 @@ class GPT2Config(ArchConfig):
     ssa_normalize: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings", "ssa_time_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.intermediate_size is not None and (not isinstance(self.intermediate_size, int) or self.intermediate_size < 1):
-            raise ValueError(f"intermediate_size must be a positive integer or None, got {self.intermediate_size!r}")
+        check_fields(
+            self,
+            positive_int=("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings", "ssa_time_steps"),
+            optional_positive_int=("intermediate_size",),
+            positive=("layer_norm_epsilon",),
+            optional_positive=("ssa_alpha",),
+            choices={"activation_function": GELUS, "attention": ATTENTIONS, "ssa_surrogate": SURROGATES},
+        )
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
-        if not self.layer_norm_epsilon > 0:
-            raise ValueError(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon}")
-        if self.activation_function not in GELUS:
-            raise ValueError(f"activation_function must be one of {', '.join(GELUS)}, got {self.activation_function!r}")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}")
-        if self.ssa_surrogate not in SURROGATES:
-            raise ValueError(f"ssa_surrogate must be one of {', '.join(SURROGATES)}, got {self.ssa_surrogate!r}")
-        if self.ssa_alpha is not None and not (isinstance(self.ssa_alpha, (int, float)) and self.ssa_alpha > 0):
-            raise ValueError(f"ssa_alpha must be a number > 0 or None, got {self.ssa_alpha!r}")
 
     @property
     def inner_size(self) -> int:
@@ -108,8 +99,13 @@ def from_transformers_state_dict(state: dict[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-class Attention(nn.Module):
-    """Causal multi-head attention with softmax: c_attn (fused Q, K, V), scores, softmax, P.V, c_proj."""
+class Attention(SoftmaxAttention):
+    """Causal multi-head attention with softmax: c_attn (fused Q, K, V), scores, softmax, P.V, c_proj.
+
+    In ann mode it runs through the separate float operators (no fused kernel), as it was trained.
+    """
+
+    fused_kernel = False
 
     def __init__(self, config: GPT2Config, ops: Operators) -> None:
         super().__init__()
@@ -117,31 +113,38 @@ class Attention(nn.Module):
         self.num_heads, self.head_dim = config.num_attention_heads, D // config.num_attention_heads
         self.c_attn = ops.linear(D, 3 * D, True)
         self.c_proj = ops.linear(D, D, True)
-        self.scores = ops.attention_scores()
-        self.softmax = ops.softmax()
-        self.weighted_values = ops.attention_values()
-        self.scaling = self.head_dim**-0.5
+        self._attention_operators(ops, self.head_dim)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         B, L, _ = x.shape
         return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def _attention(
+        self, x: torch.Tensor, mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """(Q K V of ``x`` (B, L, 3D), attention output before c_proj (B, L, D), present keys and values)."""
         B, L, D = x.shape
-        q, k, v = (self._heads(t) for t in self.c_attn(x).split(D, dim=-1))
+        qkv = self.c_attn(x)
+        q, k, v = (self._heads(t) for t in qkv.split(D, dim=-1))
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
-        present = (k, v)
-        q = q * self.scaling
         if counters.counting():
             counters.record(self, float_ops=q.numel())  # scaling
-        if isinstance(self.scores, SNNMatmul) and self.scores.mode == "snn" and getattr(self.softmax, "mode", None) == "snn":
-            probs = self.softmax.integrate(self.scores.iter_steps(q, k.transpose(-1, -2)), mask=mask)
-        else:
-            probs = self.softmax(self.scores(q, k.transpose(-1, -2)), mask=mask)
-        out = self.weighted_values(probs, v).transpose(1, 2).reshape(B, L, D)
+        out = self.attend(q, k, v, mask).transpose(1, 2).reshape(B, L, D)
+        return qkv, out, (k, v)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        _, out, present = self._attention(x, mask, past)
         return self.c_proj(out), present
+
+    @torch.no_grad()
+    def reference_activations(self, x: torch.Tensor, mask: torch.Tensor, past: Any = None) -> tuple[torch.Tensor, ...]:
+        """Q, K, V and the output before c_proj, each (B, L, D), on this block's forward inputs: what SSA calibrates to."""
+        qkv, out, _ = self._attention(x, mask, past)
+        return (*qkv.split(x.shape[-1], dim=-1), out)
 
 
 class MLP(nn.Module):
@@ -156,11 +159,11 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPT2Config, ops: Operators, layer: int, spiking: SpikingConfig) -> None:
+    def __init__(self, config: GPT2Config, ops: Operators, layer: int) -> None:
         super().__init__()
         self.ln_1 = ops.layer_norm(config.hidden_size, config.layer_norm_epsilon)
-        if config.attention == "ssa":
-            mode = spiking.mode if spiking.mode != "ann" else "qat"
+        if config.attention == "ssa":  # one computation in every mode; in ann mode it trains as qat
+            mode = ops.config.mode if ops.config.mode != "ann" else "qat"
             self.attn = SpikingSelfAttention(
                 config.hidden_size, config.num_attention_heads, config.ssa_time_steps, config.ssa_surrogate, config.ssa_alpha,
                 config.ssa_normalize, mode=mode,
@@ -170,57 +173,48 @@ class Block(nn.Module):
         self.ln_2 = ops.layer_norm(config.hidden_size, config.layer_norm_epsilon)
         self.mlp = MLP(config, ops, layer)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, past=None):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, past: Any = None) -> tuple[torch.Tensor, Any]:
         attn, present = self.attn(self.ln_1(x), mask, past)
-        h = x + attn
-        out = h + self.mlp(self.ln_2(h))
-        if counters.counting():
-            counters.record(self, float_ops=2 * x.numel())  # the two residual additions
-        return out, present
+        return mlp_residual(self, x, attn, self.ln_2, self.mlp), present
 
 
 class GPT2Model(nn.Module):
-    def __init__(self, config: GPT2Config, ops: Operators, spiking: SpikingConfig) -> None:
+    def __init__(self, config: GPT2Config, ops: Operators) -> None:
         super().__init__()
         self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
         self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.h = nn.ModuleList(Block(config, ops, i, spiking) for i in range(config.num_hidden_layers))
+        self.h = nn.ModuleList(Block(config, ops, i) for i in range(config.num_hidden_layers))
         self.ln_f = ops.layer_norm(config.hidden_size, config.layer_norm_epsilon)
 
 
 class GPT2ForCausalLM(CausalLM):
     """GPT-2 with its language-model head; ``forward`` returns float32 logits and the new cache."""
 
-    def __init__(self, config: GPT2Config, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
-        super().__init__()
-        ops = self._start(config, spiking)
-        self.transformer = GPT2Model(config, ops, self.spiking)
-        self._finish(ops, self.transformer.wte, init_weights)
-        if init_weights:
-            for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
-                if name.endswith("c_proj.weight"):
-                    nn.init.normal_(p, std=0.02 / (2 * config.num_hidden_layers) ** 0.5)
+    def build(self, ops: Operators) -> nn.Module:
+        self.transformer = GPT2Model(self.config, ops)
+        return self.transformer.wte
+
+    def _arch_init(self) -> None:
+        for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, std=0.02 / (2 * self.config.num_hidden_layers) ** 0.5)
 
     def forward_hidden(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        use_cache: bool = False,
-        with_logits: bool = True,
-    ) -> tuple[torch.Tensor | None, list[torch.Tensor], KVCache | None]:
-        """(float32 logits or None, hidden states, cache): the hidden states are every block's output and, last, ln_f's output."""
-        now = self._input_mask(input_ids, attention_mask)
-        B, L = input_ids.shape
-        past_len = cache.length if cache is not None else 0
-        full = now if cache is None else torch.cat([cache.mask, now], dim=1)
-        positions = (full.long().cumsum(-1) - 1).clamp(min=0)[:, past_len:]
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, cache: KVCache | None = None, with_logits: bool = True
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor], KVCache]:
+        """(float32 logits or None, hidden states, the new cache): the hidden states are every block's output and, last, ln_f's output."""
+        return self._hidden(input_ids, self._input_mask(input_ids, attention_mask), cache, with_logits)
+
+    def run(self, input_ids: torch.Tensor, now: torch.Tensor, cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
+        logits, _, new_cache = self._hidden(input_ids, now, cache, True)
+        return logits, new_cache
+
+    def _hidden(
+        self, input_ids: torch.Tensor, now: torch.Tensor, cache: KVCache | None, with_logits: bool
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor], KVCache]:
+        full, positions, mask, _ = causal_mask(now, cache)
         if positions.numel() and int(positions.max()) >= self.config.max_position_embeddings:
             raise ValueError(f"the sequence is longer than max_position_embeddings ({self.config.max_position_embeddings})")
-        query_index = past_len + torch.arange(L, device=input_ids.device)
-        key_index = torch.arange(past_len + L, device=input_ids.device)
-        mask = (key_index[None, :] <= query_index[:, None])[None, None] & full[:, None, None, :]
-
         x = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
         if counters.counting():
             counters.record(self.transformer, float_ops=x.numel())  # token + position embedding
@@ -234,17 +228,11 @@ class GPT2ForCausalLM(CausalLM):
         h = self.transformer.ln_f(x)
         hidden.append(h)
         logits = self.lm_head(h).float() if with_logits else None
-        return logits, hidden, (KVCache(keys, values, full) if use_cache else None)
+        return logits, hidden, KVCache(keys, values, full)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        use_cache: bool = False,
-    ) -> tuple[torch.Tensor, KVCache | None]:
-        logits, _, cache = self.forward_hidden(input_ids, attention_mask, cache, use_cache)
-        return logits, cache
+    def attention_blocks(self) -> list[nn.Module]:
+        """Every block's attention (float or SSA): what NeurTransformer's energy comparison counts."""
+        return [block.attn for block in self.transformer.h]
 
     def ssa_parameters(self) -> list[nn.Parameter]:
         """The parameters of the spike-based self-attention blocks (what NeurTransformer fine-tunes)."""

@@ -11,20 +11,18 @@ the residual additions, the rotary rotation and the embedding lookup.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from models.fields import check_fields
 from models.spiking import counters
-from models.spiking.products import SNNMatmul
 
-from .base import ArchConfig, CausalLM
+from .base import ArchConfig, CausalLM, Stack
+from .blocks import KVCache, SoftmaxAttention, SwiGLU, causal_mask, mlp_residual
 from .operators import Operators
-from .spiking_config import SpikingConfig
 
 
 @dataclass(frozen=True)
@@ -45,10 +43,12 @@ class LlamaConfig(ArchConfig):
     mlp_bias: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "max_position_embeddings"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_fields(
+            self,
+            positive_int=("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                          "max_position_embeddings"),
+            positive=("rms_norm_eps", "rope_theta"),
+        )
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of num_key_value_heads ({self.num_key_value_heads})"
@@ -57,33 +57,10 @@ class LlamaConfig(ArchConfig):
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
         if self.dims_per_head % 2:
             raise ValueError(f"head_dim must be even for rotary positions, got {self.dims_per_head}")
-        if not self.rms_norm_eps > 0 or not self.rope_theta > 0:
-            raise ValueError("rms_norm_eps and rope_theta must be > 0")
 
     @property
     def dims_per_head(self) -> int:
         return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_attention_heads
-
-
-@dataclass
-class KVCache:
-    """Keys and values (after rotary positions, before spike coding) of every layer, and the padding mask."""
-
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-    mask: torch.Tensor  # (batch, cached length) bool
-
-    @property
-    def length(self) -> int:
-        return self.mask.shape[1]
-
-    def expand(self, batch: int) -> "KVCache":
-        """The cache of a batch of one, shared by ``batch`` sequences (no copy)."""
-        return KVCache(
-            [k.expand(batch, *k.shape[1:]) for k in self.keys],
-            [v.expand(batch, *v.shape[1:]) for v in self.values],
-            self.mask.expand(batch, -1),
-        )
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +86,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotate_half(x) * sin
 
 
-class Attention(nn.Module):
+class Attention(SoftmaxAttention):
+    """Grouped-query attention with rotary positions on q and k; ``SoftmaxAttention.attend`` does the rest."""
+
     def __init__(self, config: LlamaConfig, ops: Operators) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
@@ -120,38 +99,7 @@ class Attention(nn.Module):
         self.k_proj = ops.linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias)
         self.v_proj = ops.linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias)
         self.o_proj = ops.linear(self.num_heads * self.head_dim, config.hidden_size, False)
-        self.scores = ops.attention_scores()
-        self.softmax = ops.softmax()
-        self.weighted_values = ops.attention_values()
-        self.scaling = self.head_dim**-0.5
-        # Float attention (ann mode, or attention and softmax kept float) runs as one fused
-        # scaled_dot_product_attention call: same result within float tolerance, much faster;
-        # counted runs record what the separate operators would (``_record_float_attention``).
-        self.float_attention = ops.config.op_mode("attention") == "ann" and ops.config.op_mode("softmax") == "ann"
-
-    def _float_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, causal_only: bool) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d), masked) v with grouped-query heads, in one fused call. ``causal_only``: the
-        mask is the causal one on every real query (no cache, padding only at the end), so the kernel's
-        own causal mask serves and skips the upper triangle."""
-        gqa = self.num_heads != self.num_kv_heads
-        if causal_only:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scaling, enable_gqa=gqa)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=gqa)
-
-    def _record_float_attention(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> None:
-        """What the separate float operators would record, without materializing the score matrix.
-
-        Scores: nonzero(q / sqrt(d)) x N effective MACs; softmax: 5 float ops per score; P . V: one
-        row of D MACs per unmasked (query, key) pair. The last counts a probability that underflows
-        to exactly 0 as nonzero, where the operator path would skip it.
-        """
-        B, H, M, D = q.shape
-        N = k.shape[2]
-        dense = B * H * M * N * D
-        counters.record(self.scores, Effective_MACs=counters.nonzero(q * self.scaling) * N, Dense=dense)
-        counters.record(self.softmax, float_ops=5 * B * H * M * N)
-        pairs = int(mask.expand(B, 1, M, N).sum()) * H
-        counters.record(getattr(self.weighted_values, "matmul", self.weighted_values), Effective_MACs=pairs * D, Dense=dense)
+        self._attention_operators(ops, self.head_dim)
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, L, _ = x.shape
@@ -173,41 +121,10 @@ class Attention(nn.Module):
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
-        present = (k, v)
         if counters.counting():
             counters.record(self, float_ops=3 * (q.numel() + k.numel()) + q.numel())  # rotary + scaling
-        if self.float_attention:
-            if counters.counting():
-                self._record_float_attention(q, k, mask)
-            out = self._float_attention(q, k, v, mask, causal_only)
-        else:
-            out = self._operator_attention(q, k, v, mask)
-        return self.o_proj(out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)), present
-
-    def _operator_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d), masked) v through the separate (spiking or float) operators."""
-        groups = self.num_heads // self.num_kv_heads
-        k_all = k.repeat_interleave(groups, dim=1)
-        v_all = v.repeat_interleave(groups, dim=1)
-        q = q * self.scaling
-        if isinstance(self.scores, SNNMatmul) and self.scores.mode == "snn" and getattr(self.softmax, "mode", None) == "snn":
-            probs = self.softmax.integrate(self.scores.iter_steps(q, k_all.transpose(-1, -2)), mask=mask)
-        else:
-            probs = self.softmax(self.scores(q, k_all.transpose(-1, -2)), mask=mask)
-        return self.weighted_values(probs, v_all)
-
-
-class MLP(nn.Module):
-    def __init__(self, config: LlamaConfig, ops: Operators, layer: int) -> None:
-        super().__init__()
-        self.gate_proj = ops.linear(config.hidden_size, config.intermediate_size, config.mlp_bias)
-        self.up_proj = ops.linear(config.hidden_size, config.intermediate_size, config.mlp_bias)
-        self.down_proj = ops.linear(config.intermediate_size, config.hidden_size, config.mlp_bias)
-        self.act = ops.silu(layer)
-        self.multiply = ops.multiply()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.multiply(self.act(self.gate_proj(x)), self.up_proj(x)))
+        out = self.attend(q, k, v, mask, causal_only)
+        return self.o_proj(out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)), (k, v)
 
 
 class DecoderLayer(nn.Module):
@@ -216,54 +133,32 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = ops.norm(config.hidden_size, config.rms_norm_eps)
         self.self_attn = Attention(config, ops)
         self.post_attention_layernorm = ops.norm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = MLP(config, ops, layer)
+        self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, ops, layer, config.mlp_bias)
 
-    def forward(self, x, cos, sin, mask, past=None, causal_only: bool = False):
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor, past: tuple | None = None, causal_only: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         attn, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past, causal_only)
-        h = x + attn
-        out = h + self.mlp(self.post_attention_layernorm(h))
-        if counters.counting():
-            counters.record(self, float_ops=2 * x.numel())  # the two residual additions
-        return out, present
-
-
-class LlamaModel(nn.Module):
-    def __init__(self, config: LlamaConfig, ops: Operators) -> None:
-        super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(config, ops, i) for i in range(config.num_hidden_layers))
-        self.norm = ops.norm(config.hidden_size, config.rms_norm_eps)
-        self.rotary = RotaryEmbedding(config.dims_per_head, config.rope_theta)
+        return mlp_residual(self, x, attn, self.post_attention_layernorm, self.mlp), present
 
 
 class LlamaForCausalLM(CausalLM):
     """The decoder with its language-model head; ``forward`` returns float32 logits and the new cache."""
 
-    def __init__(self, config: LlamaConfig, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
-        super().__init__()
-        ops = self._start(config, spiking)
-        self.model = LlamaModel(config, ops)
-        self._finish(ops, self.model.embed_tokens, init_weights)
+    def build(self, ops: Operators) -> nn.Module:
+        c = self.config  # built in this order: embeddings, layers, norm (the random init follows it)
+        self.model = Stack(
+            ("embed_tokens", "layers", "norm"), nn.Embedding(c.vocab_size, c.hidden_size),
+            [DecoderLayer(c, ops, i) for i in range(c.num_hidden_layers)], ops.norm(c.hidden_size, c.rms_norm_eps),
+        )
+        self.model.rotary = RotaryEmbedding(c.dims_per_head, c.rope_theta)
+        return self.model.embed_tokens
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        use_cache: bool = False,
-    ) -> tuple[torch.Tensor, KVCache | None]:
-        now = self._input_mask(input_ids, attention_mask)
-        B, L = input_ids.shape
-        past_len = cache.length if cache is not None else 0
-        full = now if cache is None else torch.cat([cache.mask, now], dim=1)
-        positions = (full.long().cumsum(-1) - 1).clamp(min=0)[:, past_len:]
-        query_index = past_len + torch.arange(L, device=input_ids.device)
-        key_index = torch.arange(past_len + L, device=input_ids.device)
-        mask = (key_index[None, :] <= query_index[:, None])[None, None] & full[:, None, None, :]
-        mask = mask | (key_index[None, :] == query_index[:, None])[None, None]  # a padding query sees itself: no empty row
+    def run(self, input_ids: torch.Tensor, now: torch.Tensor, cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
+        full, positions, mask, own = causal_mask(now, cache)
+        mask = mask | own  # a padding query sees itself: no empty row
         # right padding only and no cache: every real query's row is the plain causal one (padding queries differ, unused)
         causal_only = cache is None and bool((now[:, 1:] <= now[:, :-1]).all())
-
         x = self.model.embed_tokens(input_ids)
         cos, sin = self.model.rotary(positions)
         keys, values = [], []
@@ -272,11 +167,4 @@ class LlamaForCausalLM(CausalLM):
             x, (k, v) = layer(x, cos, sin, mask, past, causal_only)
             keys.append(k)
             values.append(v)
-        logits = self.lm_head(self.model.norm(x)).float()
-        return logits, (KVCache(keys, values, full) if use_cache else None)
-
-
-def spiking_coverage(stats: counters.OpStats) -> float:
-    """Share of the model's operations that run as spike-driven accumulations: ACs / (ACs + MACs + float ops)."""
-    total = stats.Effective_ACs + stats.Effective_MACs + stats.float_ops
-    return stats.Effective_ACs / total if total else math.nan
+        return self.lm_head(self.model.norm(x)).float(), KVCache(keys, values, full)

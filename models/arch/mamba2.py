@@ -36,16 +36,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.fields import check_fields
 from models.spiking import counters
 
-from .base import ArchConfig, CausalLM
+from .base import ArchConfig, CausalLM, Stack
 from .operators import Operators
-from .spiking_config import SpikingConfig
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~ the parameter count of LlamaConfig(vocab 10000, hidden 256, intermediate 688, 4 layers):
+    # a Mamba-2 block has ~half the parameters of a Transformer block, hence twice the layers.
+    "tiny": dict(vocab_size=10000, hidden_size=256, num_hidden_layers=8, state_size=64, head_dim=64, chunk_size=64, max_position_embeddings=256),
+    # BrainGPT's appendix C.2 table 6 is not in the text; these are the published mamba2-130m settings
+    # (d_model 768, 24 layers, d_state 128, expand 2, headdim 64, GPT-NeoX vocabulary padded to 50288).
+    "150m": dict(vocab_size=50288, hidden_size=768, num_hidden_layers=24, state_size=128, expand=2, head_dim=64, conv_kernel=4, chunk_size=256, max_position_embeddings=2048),
+}
 
 
 @dataclass(frozen=True)
 class Mamba2Config(ArchConfig):
     architecture: ClassVar[str] = "mamba2"
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     vocab_size: int = 50288
     hidden_size: int = 768
     num_hidden_layers: int = 24
@@ -63,17 +74,17 @@ class Mamba2Config(ArchConfig):
     dt_max: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "head_dim", "conv_kernel", "chunk_size", "max_position_embeddings"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_fields(
+            self,
+            positive_int=("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "head_dim", "conv_kernel", "chunk_size",
+                          "max_position_embeddings"),
+            positive=("rms_norm_eps", "dt_min", "dt_max"),
+        )
         if self.conv_kernel < 2:
             raise ValueError(f"conv_kernel must be >= 2, got {self.conv_kernel}")
         if self.intermediate_size % self.head_dim:
             raise ValueError(f"head_dim ({self.head_dim}) must divide expand * hidden_size ({self.intermediate_size})")
-        if not self.rms_norm_eps > 0:
-            raise ValueError(f"rms_norm_eps must be > 0, got {self.rms_norm_eps}")
-        if not 0 < self.dt_min <= self.dt_max:
+        if not self.dt_min <= self.dt_max:
             raise ValueError(f"dt_min and dt_max must satisfy 0 < dt_min <= dt_max, got {self.dt_min} and {self.dt_max}")
 
     @property
@@ -87,23 +98,6 @@ class Mamba2Config(ArchConfig):
     @property
     def conv_dim(self) -> int:
         return self.intermediate_size + 2 * self.state_size
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "Mamba2Config":
-        """A named size (``PRESETS``), with fields overridden (e.g. ``vocab_size`` of your tokenizer)."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown mamba2 preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # ~ the parameter count of LlamaConfig(vocab 10000, hidden 256, intermediate 688, 4 layers):
-    # a Mamba-2 block has ~half the parameters of a Transformer block, hence twice the layers.
-    "tiny": dict(vocab_size=10000, hidden_size=256, num_hidden_layers=8, state_size=64, head_dim=64, chunk_size=64, max_position_embeddings=256),
-    # BrainGPT's appendix C.2 table 6 is not in the text; these are the published mamba2-130m settings
-    # (d_model 768, 24 layers, d_state 128, expand 2, headdim 64, GPT-NeoX vocabulary padded to 50288).
-    "150m": dict(vocab_size=50288, hidden_size=768, num_hidden_layers=24, state_size=128, expand=2, head_dim=64, conv_kernel=4, chunk_size=256, max_position_embeddings=2048),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,50 +278,32 @@ class Mamba2Block(nn.Module):
         self.norm = ops.norm(config.hidden_size, config.rms_norm_eps)
         self.mixer = Mamba2Mixer(config, ops, layer)
 
-    def forward(self, x, mask, state=None):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         out, state = self.mixer(self.norm(x), mask, state)
         if counters.counting():
             counters.record(self, float_ops=x.numel())  # the residual addition
         return x + out, state
 
 
-class Mamba2Model(nn.Module):
-    def __init__(self, config: Mamba2Config, ops: Operators) -> None:
-        super().__init__()
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Mamba2Block(config, ops, i) for i in range(config.num_hidden_layers))
-        self.norm_f = ops.norm(config.hidden_size, config.rms_norm_eps)
-
-
 class Mamba2ForCausalLM(CausalLM):
     """The Mamba-2 language model; ``forward`` returns float32 logits and the recurrent state as the cache."""
 
-    def __init__(self, config: Mamba2Config, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
-        super().__init__()
-        ops = self._start(config, spiking)
-        self.backbone = Mamba2Model(config, ops)
-        self._finish(ops, self.backbone.embeddings, init_weights)
-        if init_weights:
-            with torch.no_grad():  # GPT-2 style: scale the residual branch's last projection by 1/sqrt(depth)
-                for layer in self.backbone.layers:
-                    layer.mixer.out_proj.weight.div_(math.sqrt(config.num_hidden_layers))
+    def build(self, ops: Operators) -> nn.Module:
+        c = self.config  # built in this order: embeddings, layers, norm (A, D and dt keep their construction-time draws)
+        self.backbone = Stack(
+            ("embeddings", "layers", "norm_f"), nn.Embedding(c.vocab_size, c.hidden_size),
+            [Mamba2Block(c, ops, i) for i in range(c.num_hidden_layers)], ops.norm(c.hidden_size, c.rms_norm_eps),
+        )
+        return self.backbone.embeddings
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: Mamba2Cache | None = None,
-        use_cache: bool = False,
-    ) -> tuple[torch.Tensor, Mamba2Cache | None]:
-        mask = self._input_mask(input_ids, attention_mask)
-        B, L = input_ids.shape
-        if cache is not None and cache.batch_size != B:
-            raise ValueError(f"cache has batch size {cache.batch_size}, input_ids has {B}")
-        order = None
-        if not bool(mask.all()):  # real tokens first, in order: every layer sees right-padded rows
-            order = torch.argsort((~mask).to(torch.int64), dim=1, stable=True)
-            input_ids, mask = input_ids.gather(1, order), mask.gather(1, order)
+    @torch.no_grad()
+    def _arch_init(self) -> None:
+        """GPT-2 style: scale the residual branch's last projection by 1/sqrt(depth)."""
+        for layer in self.backbone.layers:
+            layer.mixer.out_proj.weight.div_(math.sqrt(self.config.num_hidden_layers))
 
+    def run(self, input_ids: torch.Tensor, mask: torch.Tensor, cache: Mamba2Cache | None) -> tuple[torch.Tensor, Mamba2Cache]:
+        input_ids, mask, order = self.real_tokens_first(input_ids, mask, cache)
         x = self.backbone.embeddings(input_ids)
         conv_states, ssm_states = [], []
         for i, layer in enumerate(self.backbone.layers):
@@ -336,6 +312,4 @@ class Mamba2ForCausalLM(CausalLM):
             conv_states.append(conv_state)
             ssm_states.append(ssm_state)
         logits = self.lm_head(self.backbone.norm_f(x)).float()
-        if order is not None:
-            logits = logits.gather(1, torch.argsort(order, dim=1)[..., None].expand_as(logits))
-        return logits, (Mamba2Cache(conv_states, ssm_states) if use_cache else None)
+        return self.original_order(logits, order), Mamba2Cache(conv_states, ssm_states)

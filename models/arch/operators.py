@@ -14,6 +14,12 @@
 
 Linear layers have no post-synaptic quantizer: the operator that consumes their output
 spike-codes it (its pre-synaptic neurons are the post-synaptic neurons of eq. 4).
+
+Adding an operator kind: its float and spiking classes, a method here and its name in
+``OPERATOR_KINDS``. The rest of the project reads what it needs from the classes: the audit
+reports every ``SpikeCoding`` operator (``coding_steps``), calibration reads ``observe_channels``
+/ ``range_kind`` on the float class and ``calibrated_input`` / ``calibrated_state`` on the
+converted one, checkpoints and operator swaps read ``mode_state``.
 """
 
 from __future__ import annotations
@@ -33,20 +39,23 @@ from models.spiking import (
     Synapsis,
 )
 
-from .float_ops import CountedLinear, FloatGELU, FloatMatmul, FloatMultiply, FloatSiLU, FloatSoftmax, LayerNorm, RMSNorm
+from .float_ops import (
+    CountedLinear,
+    FloatAttentionValues,
+    FloatGELU,
+    FloatMatmul,
+    FloatMultiply,
+    FloatSiLU,
+    FloatSoftmax,
+    LayerNorm,
+    RMSNorm,
+)
 from .spiking_config import SpikingConfig
 
 
-class FloatAttentionValues(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.matmul = FloatMatmul()
-
-    def forward(self, probs, v):
-        return self.matmul(probs, v)
-
-
 class Operators:
+    """Every operator an architecture uses, built for the mode its kind runs in (``SpikingConfig.op_mode``)."""
+
     def __init__(self, config: SpikingConfig) -> None:
         self.config = config
 
@@ -68,6 +77,14 @@ class Operators:
         mode = self.config.op_mode("attention")
         return FloatAttentionValues() if mode == "ann" else SpikingAttentionValues(self.config.spec(kind="attention"), mode=mode)
 
+    def fused_float_attention(self) -> bool:
+        """Scores, softmax and P.V all float: one fused kernel (scaled_dot_product_attention) may compute them."""
+        return self.config.op_mode("attention") == "ann" and self.config.op_mode("softmax") == "ann"
+
+    def stepped_attention(self) -> bool:
+        """Scores and softmax both time-stepped (``snn``): the softmax integrates the scores' steps as they come (B.3)."""
+        return self.config.op_mode("attention") == "snn" and self.config.op_mode("softmax") == "snn"
+
     def softmax(self) -> nn.Module:
         mode = self.config.op_mode("softmax")
         return FloatSoftmax(-1) if mode == "ann" else SNNSoftmax(-1, input_spec=None, mode=mode)
@@ -75,9 +92,8 @@ class Operators:
     def silu(self, layer: int) -> nn.Module:
         mode = self.config.op_mode("silu")
         if mode == "ann":
-            return FloatSiLU()
-        x_max = self.config.silu_x_max_per_layer.get(layer, self.config.silu_x_max)
-        return SNNSiLU(self.config.steps_for("silu"), x_max, mode=mode)
+            return FloatSiLU(layer)
+        return SNNSiLU(self.config.steps_for("silu"), self.config.x_max("silu", layer), mode=mode)
 
     def multiply(self) -> nn.Module:
         mode = self.config.op_mode("multiply")
@@ -99,6 +115,5 @@ class Operators:
     def gelu(self, layer: int, approximate: str = "none") -> nn.Module:
         mode = self.config.op_mode("gelu")
         if mode == "ann":
-            return FloatGELU(approximate)
-        x_max = self.config.gelu_x_max_per_layer.get(layer, self.config.gelu_x_max)
-        return SNNGELU(self.config.steps_for("gelu"), x_max, approximate, mode=mode)
+            return FloatGELU(approximate, layer)
+        return SNNGELU(self.config.steps_for("gelu"), self.config.x_max("gelu", layer), approximate, mode=mode)

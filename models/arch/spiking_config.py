@@ -12,11 +12,14 @@ from dataclasses import asdict, dataclass, field
 from numbers import Real
 from typing import Any
 
+from models.fields import check_fields
 from models.spiking.checks import check_bits, check_time_steps, max_level
 from models.spiking.quant import GRANULARITIES, QuantSpec
 
 MODES = ("ann", "qat", "snn", "snn-fused")
 OPERATOR_KINDS = ("linear", "lm_head", "attention", "softmax", "silu", "multiply", "norm", "layernorm", "gelu")
+# the staircase kinds (fitted to an input range, per layer): kind -> (default range field, per-layer ranges field)
+RANGE_FIELDS = {"silu": ("silu_x_max", "silu_x_max_per_layer"), "gelu": ("gelu_x_max", "gelu_x_max_per_layer")}
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,7 @@ class SpikingConfig:
     gelu_x_max_per_layer: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        check_fields(self, positive=("silu_x_max", "gelu_x_max"), choices={"mode": MODES})
         check_bits(self.bits)
         if self.time_steps is not None:
             check_time_steps(self.time_steps, upper=max_level(self.bits))
@@ -45,10 +47,6 @@ class SpikingConfig:
         for name in ("linear_granularity", "norm_granularity"):
             if getattr(self, name) not in GRANULARITIES[:4]:
                 raise ValueError(f"{name} must be one of {', '.join(GRANULARITIES[:4])}, got {getattr(self, name)!r}")
-        if not self.silu_x_max > 0:
-            raise ValueError(f"silu_x_max must be > 0, got {self.silu_x_max}")
-        if not self.gelu_x_max > 0:
-            raise ValueError(f"gelu_x_max must be > 0, got {self.gelu_x_max}")
         for kind, bits in self.kind_bits.items():
             if kind not in OPERATOR_KINDS:
                 raise ValueError(f"kind_bits has unknown operator kind {kind!r}; known: {', '.join(OPERATOR_KINDS)}")
@@ -65,6 +63,15 @@ class SpikingConfig:
     def op_mode(self, kind: str) -> str:
         """The mode operator ``kind`` runs in: ``ann`` when the model is ANN or the kind is kept float."""
         return "ann" if self.mode == "ann" or kind in self.keep_float else self.mode
+
+    def x_max(self, kind: str, layer: int) -> float:
+        """The input range of staircase kind ``kind`` (``RANGE_FIELDS``) in layer ``layer``: its calibrated one, else the default."""
+        default, per_layer = RANGE_FIELDS[kind]
+        return getattr(self, per_layer).get(layer, getattr(self, default))
+
+    def with_ranges(self, mode: str, ranges: dict[str, dict[int, float]]) -> "SpikingConfig":
+        """In ``mode``, with the per-layer input ranges of every staircase kind replaced by ``ranges`` (none: {})."""
+        return self.with_mode(mode, **{per_layer: dict(ranges.get(kind, {})) for kind, (_, per_layer) in RANGE_FIELDS.items()})
 
     def spec(self, granularity: str = "token", kind: str | None = None) -> QuantSpec:
         bits = self.kind_bits.get(kind, self.bits) if kind else self.bits

@@ -49,19 +49,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.fields import check_fields
 from models.spiking import counters
 
+from .base import ArchConfig, CausalLM, Stack
+from .blocks import SwiGLU, mlp_residual
 from .llama import RotaryEmbedding, apply_rotary
-from .base import ArchConfig, CausalLM
 from .operators import Operators
-from .spiking_config import SpikingConfig
 
 TTT_NORM_EPS = 1e-6
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # the Llama "tiny" (vocab 10000, hidden 256, intermediate 688, 4 layers, 4 heads) with TTT layers
+    "tiny": dict(vocab_size=10000, hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4, mini_batch_size=16, max_position_embeddings=256),
+    # BrainGPT's appendix C.2 table 7 is not in the text; these are the official TTT "125m" settings
+    # (hidden 768, intermediate 2048, 12 layers, 12 heads, mini-batch 16, base lr 1, Llama vocabulary).
+    "150m": dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12, mini_batch_size=16, max_position_embeddings=2048),
+}
 
 
 @dataclass(frozen=True)
 class TTTConfig(ArchConfig):
     architecture: ClassVar[str] = "ttt"
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     vocab_size: int = 32000
     hidden_size: int = 768
     intermediate_size: int = 2048
@@ -76,38 +87,20 @@ class TTTConfig(ArchConfig):
     use_gate: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "mini_batch_size", "max_position_embeddings"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_fields(
+            self,
+            positive_int=("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "mini_batch_size",
+                          "max_position_embeddings"),
+            positive=("ttt_base_lr", "rms_norm_eps", "rope_theta"),
+        )
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
         if self.head_dim % 2:
             raise ValueError(f"head_dim (hidden_size / num_attention_heads) must be even for rotary positions, got {self.head_dim}")
-        if not self.ttt_base_lr > 0:
-            raise ValueError(f"ttt_base_lr must be > 0, got {self.ttt_base_lr}")
-        if not self.rms_norm_eps > 0 or not self.rope_theta > 0:
-            raise ValueError("rms_norm_eps and rope_theta must be > 0")
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "TTTConfig":
-        """A named size (``PRESETS``), with fields overridden (e.g. ``vocab_size`` of your tokenizer)."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown ttt preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # the Llama "tiny" (vocab 10000, hidden 256, intermediate 688, 4 layers, 4 heads) with TTT layers
-    "tiny": dict(vocab_size=10000, hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4, mini_batch_size=16, max_position_embeddings=256),
-    # BrainGPT's appendix C.2 table 7 is not in the text; these are the official TTT "125m" settings
-    # (hidden 768, intermediate 2048, 12 layers, 12 heads, mini-batch 16, base lr 1, Llama vocabulary).
-    "150m": dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12, mini_batch_size=16, max_position_embeddings=2048),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,19 +251,6 @@ class TTTLinear(nn.Module):
         return self.o_proj(out), state
 
 
-class SwiGLU(nn.Module):
-    def __init__(self, config: TTTConfig, ops: Operators, layer: int) -> None:
-        super().__init__()
-        self.gate_proj = ops.linear(config.hidden_size, config.intermediate_size, False)
-        self.up_proj = ops.linear(config.hidden_size, config.intermediate_size, False)
-        self.down_proj = ops.linear(config.intermediate_size, config.hidden_size, False)
-        self.act = ops.silu(layer)
-        self.multiply = ops.multiply()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.multiply(self.act(self.gate_proj(x)), self.up_proj(x)))
-
-
 class TTTBlock(nn.Module):
     """RMSNorm -> TTT layer -> residual, RMSNorm -> MLP -> residual; ``mlp`` replaces the SwiGLU (e.g. BrainGPT's MoESynapsis)."""
 
@@ -279,59 +259,32 @@ class TTTBlock(nn.Module):
         self.seq_norm = ops.norm(config.hidden_size, config.rms_norm_eps)
         self.seq_modeling_block = TTTLinear(config, ops)
         self.ffn_norm = ops.norm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = mlp if mlp is not None else SwiGLU(config, ops, layer)
+        self.mlp = mlp if mlp is not None else SwiGLU(config.hidden_size, config.intermediate_size, ops, layer)
 
-    def forward(self, x, mask, state, count):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, state: TTTState, count: torch.Tensor) -> tuple[torch.Tensor, TTTState]:
         out, state = self.seq_modeling_block(self.seq_norm(x), mask, state, count)
-        h = x + out
-        out = h + self.mlp(self.ffn_norm(h))
-        if counters.counting():
-            counters.record(self, float_ops=2 * x.numel())  # the two residual additions
-        return out, state
-
-
-class TTTModel(nn.Module):
-    def __init__(self, config: TTTConfig, ops: Operators) -> None:
-        super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(TTTBlock(config, ops, i) for i in range(config.num_hidden_layers))
-        self.norm = ops.norm(config.hidden_size, config.rms_norm_eps)
+        return mlp_residual(self, x, out, self.ffn_norm, self.mlp), state
 
 
 class TTTForCausalLM(CausalLM):
     """TTT-Linear (T) with its language-model head; ``forward`` returns float32 logits and the inner-loop state as the cache."""
 
-    def __init__(self, config: TTTConfig, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
-        super().__init__()
-        ops = self._start(config, spiking)
-        self.model = TTTModel(config, ops)
-        self._finish(ops, self.model.embed_tokens, init_weights)
+    def build(self, ops: Operators) -> nn.Module:
+        c = self.config  # built in this order: embeddings, layers, norm (W_0 keeps its construction-time draw)
+        self.model = Stack(
+            ("embed_tokens", "layers", "norm"), nn.Embedding(c.vocab_size, c.hidden_size),
+            [TTTBlock(c, ops, i) for i in range(c.num_hidden_layers)], ops.norm(c.hidden_size, c.rms_norm_eps),
+        )
+        return self.model.embed_tokens
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: TTTCache | None = None,
-        use_cache: bool = False,
-    ) -> tuple[torch.Tensor, TTTCache | None]:
-        mask = self._input_mask(input_ids, attention_mask)
-        B, L = input_ids.shape
-        if cache is not None and cache.batch_size != B:
-            raise ValueError(f"cache has batch size {cache.batch_size}, input_ids has {B}")
-        order = None
-        if not bool(mask.all()):  # real tokens first, in order: every layer sees right-padded rows
-            order = torch.argsort((~mask).to(torch.int64), dim=1, stable=True)
-            input_ids, mask = input_ids.gather(1, order), mask.gather(1, order)
-
-        count = cache.count if cache is not None else torch.zeros(B, dtype=torch.int64, device=input_ids.device)
+    def run(self, input_ids: torch.Tensor, mask: torch.Tensor, cache: TTTCache | None) -> tuple[torch.Tensor, TTTCache]:
+        input_ids, mask, order = self.real_tokens_first(input_ids, mask, cache)
+        count = cache.count if cache is not None else mask.new_zeros(mask.shape[0], dtype=torch.int64)
         x = self.model.embed_tokens(input_ids)
         states = []
         for i, layer in enumerate(self.model.layers):
-            state = cache.states[i] if cache is not None else layer.seq_modeling_block.initial_state(B)
+            state = cache.states[i] if cache is not None else layer.seq_modeling_block.initial_state(mask.shape[0])
             x, state = layer(x, mask, state, count)
             states.append(state)
         logits = self.lm_head(self.model.norm(x)).float()
-        if order is not None:
-            logits = logits.gather(1, torch.argsort(order, dim=1)[..., None].expand_as(logits))
-        new_count = (count + mask.sum(1)) % self.config.mini_batch_size
-        return logits, (TTTCache(states, new_count) if use_cache else None)
+        return self.original_order(logits, order), TTTCache(states, (count + mask.sum(1)) % self.config.mini_batch_size)

@@ -28,14 +28,14 @@ import models.spiking.counters as counters
 import models.spiking.observe as observe
 
 from .checks import OPERATOR_MODES, check_finite, check_mode
-from .encode import spike_code
+from .encode import SpikeCoding, spike_code
 from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer
 
 StepListener = Callable[[int, torch.Tensor], None]
 
 
-class DifferentialOp(nn.Module):
+class DifferentialOp(SpikeCoding, nn.Module):
     """Base of the differential operators; subclasses define ``fn`` and its float cost per element."""
 
     float_ops_per_element = 1
@@ -45,6 +45,14 @@ class DifferentialOp(nn.Module):
         self.mode = check_mode(mode, OPERATOR_MODES)
         self.input_quant = Quantizer(input_spec, num_features=num_features) if input_spec is not None else None
         self.neuron = EIIFNeuron()
+
+    @property
+    def coding_steps(self) -> int:
+        return self.input_quant.T if self.input_quant is not None else 0
+
+    @property
+    def calibrated_input(self) -> Quantizer | None:
+        return self.input_quant
 
     def fn(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError

@@ -21,6 +21,23 @@ from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer, _RoundSTE
 
 
+class SpikeCoding:
+    """Mixin of the operators that spike-code their own input: the conversion audit reports each of them.
+
+    ``coding_steps``: T of that coding (0 when the input arrives already accumulated, e.g. a softmax fed
+    by SNNMatmul's steps); ``calibrated_input``: the quantizer whose static scale stage-2 calibration sets
+    from the float twin's input maxima, None when the operator has none.
+    """
+
+    @property
+    def coding_steps(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def calibrated_input(self) -> Quantizer | None:
+        return None
+
+
 def spike_code(
     module: nn.Module, neuron: EIIFNeuron, x: torch.Tensor, scale: torch.Tensor, time_steps: int, mode: str,
     tally: bool = True,
@@ -50,7 +67,7 @@ def spike_code(
     return n, fired
 
 
-class SpikeEncoder(nn.Module):
+class SpikeEncoder(SpikeCoding, nn.Module):
     """An operand coded on its own: (n, s) with x ~= s * n, in mode ``qat``, ``snn`` or ``snn-fused``."""
 
     def __init__(self, spec: QuantSpec, mode: str = "snn-fused", num_features: int | None = None, dim: int = -1) -> None:
@@ -61,6 +78,10 @@ class SpikeEncoder(nn.Module):
 
     @property
     def T(self) -> int:
+        return self.quant.T
+
+    @property
+    def coding_steps(self) -> int:
         return self.quant.T
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

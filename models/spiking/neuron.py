@@ -123,6 +123,8 @@ class EIIFNeuron(SpikingNeuron):
     neuron keeps its signed spike count, number of spikes and first-spike time (-1 = not yet).
     """
 
+    mode_state = ("theta_base", "alpha", "r")  # only spiking operators have neurons
+
     def __init__(
         self,
         num_features: int | None = None,

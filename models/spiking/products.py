@@ -26,7 +26,7 @@ import models.spiking.counters as counters
 import models.spiking.observe as observe
 
 from .checks import OPERATOR_MODES, check_finite, check_mode
-from .encode import SpikeEncoder, spike_code
+from .encode import SpikeCoding, SpikeEncoder, spike_code
 from .fast import matmul_tallies, multiply_tallies
 from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer
@@ -43,7 +43,7 @@ class Geometry(NamedTuple):
     out_numel: int
 
 
-class ActivationProduct(nn.Module):
+class ActivationProduct(SpikeCoding, nn.Module):
     """Base of the B.1 products: ``product`` says what "." is; ``qa``/``qb`` code a and b, their neurons spike."""
 
     def __init__(self, spec_a: QuantSpec, spec_b: QuantSpec, mode: str, b_features: int | None = None, b_dim: int = -1) -> None:
@@ -53,6 +53,10 @@ class ActivationProduct(nn.Module):
         self.qb = Quantizer(spec_b, num_features=b_features, dim=b_dim)
         self.a_neuron = EIIFNeuron()
         self.b_neuron = EIIFNeuron()
+
+    @property
+    def coding_steps(self) -> int:
+        return self.qa.T
 
     def product(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -135,6 +135,8 @@ class Quantizer(nn.Module):
     ``dim`` is the feature dimension a per-token scale reduces over.
     """
 
+    mode_state = ("calibrated", "observed_absmax", "scale", "factor")  # only quantized operators have it
+
     def __init__(self, spec: QuantSpec, num_features: int | None = None, dim: int = -1) -> None:
         super().__init__()
         self.spec = spec

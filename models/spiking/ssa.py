@@ -107,7 +107,12 @@ class SpikeLinear(nn.Linear):
 
 
 class SpikingSelfAttention(nn.Module):
-    """SSA for a causal decoder; parameters named as GPT-2's attention (c_attn, c_proj) so ANN weights load directly."""
+    """SSA for a causal decoder; parameters named as GPT-2's attention (c_attn, c_proj) so ANN weights load directly.
+
+    ``calibrated_state``: what a float attention block lacks and ``calibrate`` fits to it (stage 2).
+    """
+
+    calibrated_state = ("log_theta_q", "log_theta_k", "log_theta_v", "log_theta_o", "log_scale")
 
     def __init__(
         self,
@@ -185,6 +190,33 @@ class SpikingSelfAttention(nn.Module):
         total = self.product(q, k, v, mask).sum(0) * self.output_current_scale(mask)
         B, H, L, d = total.shape
         return total.transpose(1, 2).reshape(B, L, H * d)
+
+    @torch.no_grad()
+    def calibrate(
+        self, inputs: tuple, reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], quantile: float = 0.999
+    ) -> None:
+        """Spike values and scale from the float attention block on the same text (NeurTransformer step 2).
+
+        ``inputs``: this block's own forward inputs (x, mask, ...) through the already converted blocks before
+        it; ``reference``: the float block's Q, K, V and output before c_proj, each (B, L, D). theta_q, theta_k
+        (per head) and theta_v (per channel) = the ``quantile`` of |Q|, |K|, |V| / T, so a neuron's T spikes
+        cover its range; s_h = rms(float output) / rms(SSA product) per head; theta_o (per channel) = the
+        quantile of the float output / T.
+        """
+        x, mask = inputs[0], inputs[1]
+        q, k, v, o = reference
+        T, H, d, D = self.T, self.num_heads, self.head_dim, self.hidden_size
+        per_head = lambda t: torch.quantile(t.abs().reshape(-1, H, d).transpose(0, 1).reshape(H, -1).float(), quantile, dim=1)  # noqa: E731
+        per_channel = lambda t: torch.quantile(t.abs().reshape(-1, D).float(), quantile, dim=0)  # noqa: E731
+        tiny = 1e-6
+        self.log_theta_q.copy_((per_head(q) / T).clamp_min(tiny).log())
+        self.log_theta_k.copy_((per_head(k) / T).clamp_min(tiny).log())
+        self.log_theta_v.copy_((per_channel(v) / T).clamp_min(tiny).log())
+        self.log_scale.zero_()
+        raw = self.raw_attention(x, mask)
+        rms = lambda t: t.reshape(-1, H, d).pow(2).mean((0, 2)).sqrt()  # noqa: E731
+        self.log_scale.copy_((rms(o) / rms(raw).clamp_min(tiny)).clamp_min(tiny).log())
+        self.log_theta_o.copy_((per_channel(o) / T).clamp_min(tiny).log())
 
     # ----------------------------------------------------------------- forward
 

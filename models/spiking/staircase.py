@@ -36,6 +36,7 @@ import models.spiking.counters as counters
 import models.spiking.observe as observe
 
 from .checks import OPERATOR_MODES, check_finite, check_mode, check_time_steps
+from .encode import SpikeCoding
 from .fast import StaircaseClosedForm
 from .lookup import BucketLookup
 from .neuron import StaircaseNeuron
@@ -137,7 +138,7 @@ class _StaircaseSTE(torch.autograd.Function):
         return ctx.op.float_backward(x, grad), None
 
 
-class SNNStaircase(nn.Module):
+class SNNStaircase(SpikeCoding, nn.Module):
     """An activation by two fitted spiking neurons (B.2.2). Modes ``qat`` (staircase forward, f' backward), ``snn``, ``snn-fused``.
 
     Subclasses give the fit (``make_fit``) and the float derivative (``float_backward``).
@@ -153,6 +154,10 @@ class SNNStaircase(nn.Module):
         self.pos_neuron = StaircaseNeuron(self.fit.pos_thresholds, torch.full((time_steps,), self.fit.pos_amplitude, dtype=torch.float64))
         self.neg_neuron = StaircaseNeuron(self.fit.neg_thresholds, self.fit.neg_amplitudes)
         self.closed_form = StaircaseClosedForm(self.pos_neuron, self.neg_neuron)
+
+    @property
+    def coding_steps(self) -> int:
+        return self.time_steps
 
     def make_fit(self, time_steps: int, x_max: float) -> StaircaseFit:
         raise NotImplementedError

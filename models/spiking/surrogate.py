@@ -10,7 +10,7 @@ those of SpikingJelly (``spikingjelly.activation_based.surrogate``), written fro
 
 ``spike(x, "atan", alpha)`` selects one by name; ``SURROGATES`` lists them with default alphas.
 SSA's IF neuron (``neuron.IFNeuron``) fires through ``ternary_spike``; the fine-tuning loop
-(``models/train/neurtransformer.py``) trains through it.
+(``models/train/surrogate.py``) trains through it.
 """
 
 from __future__ import annotations

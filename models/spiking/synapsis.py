@@ -29,7 +29,7 @@ from torch import nn
 import models.spiking.counters as counters
 
 from .checks import SPIKING_MODES, check_finite, check_last_dim, check_mode
-from .encode import spike_code
+from .encode import SpikeCoding, spike_code
 from .fast import folded_weight
 from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer, combine_scales
@@ -49,7 +49,7 @@ def synaptic_current(
     return y if bias is None else y + bias
 
 
-class _SynapseBase(nn.Module):
+class _SynapseBase(SpikeCoding, nn.Module):
     """Weights, bias, the quantizers' specs and the EI-IF neurons of QSynapsis and Synapsis; ``modes`` are the subclass's."""
 
     modes: tuple[str, ...] = ()
@@ -76,6 +76,14 @@ class _SynapseBase(nn.Module):
         self.post = Quantizer(post, num_features=out_features) if post is not None else None
         self.pre_neuron = EIIFNeuron(in_features)
         self.post_neuron = EIIFNeuron(out_features) if post is not None else None
+
+    @property
+    def coding_steps(self) -> int:
+        return self.pre.T
+
+    @property
+    def calibrated_input(self) -> Quantizer:
+        return self.pre
 
     def _check_input(self, x: torch.Tensor) -> None:
         check_finite(x, "x")
@@ -126,6 +134,7 @@ class Synapsis(_SynapseBase):
     """
 
     modes = SPIKING_MODES
+    mode_state = ("window",)  # state only the spiking modes have (checkpoints of other modes load without it)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """The parameters of ``_SynapseBase``; ``mode`` defaults to ``snn-fused``."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from models.fields import check_fields
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -19,6 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_DIR = Path(__file__).with_name("configs")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,12 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA when supported) | fp32 | bf16
 
     def __post_init__(self) -> None:
-        positive = ("seq_len", "batch_size", "grad_accum", "max_steps", "eval_interval", "eval_tokens", "eval_stride", "checkpoint_interval")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or value != value:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        check_fields(
+            self,
+            positive_int=("seq_len", "batch_size", "grad_accum", "max_steps", "eval_interval", "eval_tokens", "eval_stride", "checkpoint_interval"),
+            non_negative=("lr", "min_lr", "weight_decay", "grad_clip"),
+            choices={"tokenizer": ("word", "bpe", "gpt2"), "precision": ("auto", "fp32", "bf16")},
+        )
         if self.lr == 0:
             raise ValueError("lr must be > 0")
         if self.min_lr > self.lr:
@@ -64,10 +64,6 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be in 0..max_steps-1, got {self.warmup_steps}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
-        if self.tokenizer not in ("word", "bpe", "gpt2"):
-            raise ValueError(f"tokenizer must be word, bpe or gpt2, got {self.tokenizer!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -83,25 +79,36 @@ def config_path(name_or_path: str) -> Path:
     return CONFIG_DIR / f"{name_or_path}.toml"
 
 
-def load_config(name_or_path: str, arch: str, overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, dict[str, Any]]:
-    """(TrainConfig, the architecture's model fields) from a config file; ``overrides`` replace train keys."""
+def read_toml(name_or_path: str, what: str = "config") -> tuple[Path, dict[str, Any]]:
+    """(path, contents) of a config name in ``configs/`` or a .toml path; one-line errors for a missing or invalid file."""
     path = config_path(name_or_path)
     if not path.exists():
         known = ", ".join(p.stem for p in sorted(CONFIG_DIR.glob("*.toml")))
-        raise ValueError(f"no training config {name_or_path!r} ({path} does not exist); known: {known}")
+        raise ValueError(f"no {what} {name_or_path!r} ({path} does not exist); known: {known}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML ({err})") from None
-    train = dict(data.get("train", {}))
-    unknown = sorted(set(train) - {f.name for f in fields(TrainConfig)})
+
+
+def table_config(cls: type[T], data: dict[str, Any], table: str, path: Path, overrides: dict[str, Any] | None = None) -> T:
+    """The dataclass ``cls`` from the ``[table]`` of a TOML file's ``data``, ``overrides`` (None values skipped) on top;
+    one-line errors naming the file and the key."""
+    values = dict(data.get(table, {}))
+    unknown = sorted(set(values) - {f.name for f in fields(cls)})
     if unknown:
-        raise ValueError(f"{path}: [train] has unknown keys {unknown}")
-    train.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        raise ValueError(f"{path}: [{table}] has unknown keys {unknown}")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        config = TrainConfig(**train)
+        return cls(**values)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None
+
+
+def load_config(name_or_path: str, arch: str, overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """(TrainConfig, the architecture's model fields) from a config file; ``overrides`` replace train keys."""
+    path, data = read_toml(name_or_path, "training config")
+    config = table_config(TrainConfig, data, "train", path, overrides)
     models = data.get("model", {})
     if arch not in models:
         raise ValueError(f"{path}: has no [model.{arch}] table; it configures {', '.join(models) or 'no architecture'}")

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from models.arch.registry import architecture
@@ -32,7 +34,7 @@ from tasks.files import FolderLock, atomic_write_json, atomic_write_text, remove
 
 from .checkpoint import read_trainer_state, recover_checkpoint, restore, save_training_checkpoint
 from .config import TrainConfig
-from .data import corpus_tokenizer, end_token, eval_windows, global_batches, shard, token_stream
+from .data import corpus_tokenizer, end_token, eval_windows, global_batches, shard, token_stream, training_streams
 from .distributed import distributed
 from .errors import TrainingError
 
@@ -68,8 +70,6 @@ def _log_lines_up_to(text: str, step: int) -> list[str]:
 
 def _all_mean(value: torch.Tensor, world: int) -> float:
     if world > 1:
-        import torch.distributed as dist
-
         value = value.clone()
         dist.all_reduce(value)
         value /= world
@@ -136,7 +136,7 @@ class Trainer:
         self.tokenizer = self._tokenizer()
         config_cls, model_cls = architecture(arch)
         self.model_cls = model_cls
-        self.train_streams = self._streams("train")
+        self.train_streams = training_streams(self.tokenizer, config.data, "train", model_cls.training_streams)
         self.train_stream = self.train_streams["ids"]
         self.valid_stream = token_stream(self.tokenizer, config.data, "valid")[: config.eval_tokens + 1]
         fields = {**model_fields, "vocab_size": self.tokenizer.get_vocab_size()}
@@ -155,29 +155,17 @@ class Trainer:
         self.elapsed = 0.0
         self.ddp = None
         if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
             self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def _tokenizer(self):
         folder = self.out
         if self.world > 1 and self.rank != 0:
-            import torch.distributed as dist
-
             dist.barrier()  # rank 0 trains and saves the tokenizer first
             return corpus_tokenizer(self.config.data, self.config.tokenizer, self.config.vocab_size, folder)
         tokenizer = corpus_tokenizer(self.config.data, self.config.tokenizer, self.config.vocab_size, folder)
         if self.world > 1:
-            import torch.distributed as dist
-
             dist.barrier()
         return tokenizer
-
-    def _streams(self, split: str) -> dict[str, torch.Tensor]:
-        custom = getattr(self.model_cls, "training_streams", None)
-        if custom is not None:
-            return custom(self.tokenizer, self.config.data, split)
-        return {"ids": token_stream(self.tokenizer, self.config.data, split)}
 
     def _optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay = [], []
@@ -256,8 +244,6 @@ class Trainer:
                 nll -= logprobs[j, n - scored : n].gather(-1, target[:, None]).sum().double()
                 count += scored
         if self.world > 1:
-            import torch.distributed as dist
-
             both = torch.stack([nll, count])
             dist.all_reduce(both)
             nll, count = both
@@ -277,8 +263,6 @@ class Trainer:
                  "elapsed": self.elapsed, "config": self.config.to_dict(), "world_size": self.world},
             )
         if self.world > 1:
-            import torch.distributed as dist
-
             dist.barrier()
 
     def _resume(self, fresh: bool) -> None:
