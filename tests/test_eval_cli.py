@@ -63,7 +63,7 @@ def test_eval_writes_the_run_folder_and_tidy_tables(setup, capsys):
     settings = manifest["settings"]
     assert settings["conversion"]["bits"] == 8 and settings["conversion"]["time_steps"] == 127 and settings["limit"] == 2
     assert settings["torch_threads"] >= 1  # SNN sums depend on it: part of what makes the run
-    assert len(settings["model"]["sha256"]) == 64 and settings["tasks"][1] == {"task": "snnbench_arc_easy", "num_fewshot": 1}
+    assert len(settings["model"]["sha256"]) == 64 and settings["tasks"][1] == {"task": "snnbench_arc_easy", "num_fewshot": 1, "limit": 2, "max_gen_toks": None}
     for mode in ("ann", "snn-fused"):
         for task in ("snnbench_lambada_openai", "snnbench_arc_easy"):
             folder = run / mode / task
@@ -93,6 +93,10 @@ def test_eval_writes_the_run_folder_and_tidy_tables(setup, capsys):
     assert set(energy["kind"]) == {"estimated"}
     snn = energy[(energy["mode"] == "snn-fused") & (energy["source"] == "synops:45nm-fp32")].iloc[0]
     assert snn["joules_per_token"] == pytest.approx(snn["joules"] / snn["tokens"])
+    paired = pd.read_csv(run / "paired.csv")  # snn-fused against ann, document by document
+    assert set(paired["reference"]) == {"ann"} and set(paired["candidate"]) == {"snn-fused"}
+    lambada = paired[(paired["level"] == "task") & (paired["task"] == "snnbench_lambada_openai")].set_index("quantity")
+    assert lambada.loc["accuracy difference", "documents"] == 2 and lambada.loc["agreement", "value"] in (0.0, 0.5, 1.0)
     # resume: a second run of the same command does nothing new
     capsys.readouterr()
     before = (run / "ann" / "snnbench_arc_easy" / "cost.json").stat().st_mtime_ns
@@ -360,3 +364,18 @@ def test_an_unexpected_error_is_one_line_with_a_log(setup, capsys, monkeypatch):
     assert err.startswith("snnbench eval: internal error: KeyError: 'surprise'; traceback in ") and err.count("\n") == 1
     log = next((setup / "logs").glob("crash-eval-*.log"))
     assert "Traceback" in log.read_text() and str(log) in err
+
+
+def test_compare_two_modes_of_runs_document_by_document(setup, capsys):
+    assert main(ARGS) == 0
+    run = setup / "results" / "r1"
+    capsys.readouterr()
+    assert main(["compare", f"{run}:ann", f"{run}:snn-fused", "--out", str(setup / "pair.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "r1:snn-fused vs r1:ann, snnbench_lambada_openai, 2 documents: accuracy" in out
+    assert "inconclusive (2 documents)" in out  # two documents decide nothing, however they agree
+    compared = pd.read_csv(setup / "pair.csv").drop(columns=["reference", "candidate"])
+    within = pd.read_csv(run / "paired.csv").drop(columns=["reference", "candidate"])
+    pd.testing.assert_frame_equal(compared, within)  # the same figures as the run's own paired.csv
+    assert main(["compare", f"{run}:qat", f"{run}:ann"]) == 2
+    assert "has no mode 'qat'" in capsys.readouterr().err

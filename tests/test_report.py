@@ -96,6 +96,32 @@ def test_report_never_averages_runs_of_different_settings(tmp_path):
     assert (report / "plots" / "synops_by_kind_bits4_snn-fused.png").exists()
 
 
+def _paired_csv(run, agree_every: int):
+    """paired.csv of 40 ARC-Easy documents: the candidate disagrees on every ``agree_every``-th one."""
+    from harness.paired.compare import compare_outcomes
+
+    common = {"suite_task": "snnbench_arc_easy", "task": "snnbench_arc_easy", "filter": "none", "kind": "choice", "prompt_hash": "h", "gold": 0, "gold_tokens": 2}
+    ref = pd.DataFrame([{**common, "doc_id": i, "correct": 1.0, "choice_lls": [-1.0, -2.0], "gold_ll": -1.0} for i in range(40)])
+    cand = pd.DataFrame([{**common, "doc_id": i, "correct": float(i % agree_every != 0), "choice_lls": [-1.1, -2.0] if i % agree_every else [-3.0, -2.0],
+                          "gold_ll": -1.1 if i % agree_every else -3.0} for i in range(40)])
+    rows = compare_outcomes(ref, cand)
+    rows.insert(0, "reference", "ann")
+    rows.insert(1, "candidate", "snn-fused")
+    rows.to_csv(run / "paired.csv", index=False)
+
+
+def test_report_opens_with_the_paired_headline_and_its_forest_plot(tmp_path):
+    run = _eval_run(tmp_path, fail=False)
+    _paired_csv(run, agree_every=4)
+    report = build_report([run], "paired", tmp_path / "reports")
+    md = (report / "report.md").read_text()
+    assert md.index("Does the SNN still work?") < md.index("Evaluation (lm-eval)")  # the first answer comes first
+    assert "snn-fused vs ann, snnbench_arc_easy, 40 documents: accuracy -25.0 points, 95% CI [" in md
+    assert "agreement 75%" in md and "McNemar p = " in md and "estimated energy 0.2x under 45nm-fp32" in md
+    assert "inconclusive" in md  # the rule is stated
+    assert (report / "plots" / "paired_forest.png").exists() and (report / "tables" / "paired.csv").exists()
+
+
 def test_report_cli_with_nothing_reportable(tmp_path, capsys):
     folder = tmp_path / "nothing"
     folder.mkdir()

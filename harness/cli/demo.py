@@ -15,8 +15,8 @@ def add_parser(commands) -> None:
     p = commands.add_parser("demo", help="the end-to-end job: verify, fetch, train, STDP, convert, evaluate, report")
     p.add_argument("--results", default="results/demo")
     p.add_argument("--train-steps", type=int, default=300)
-    p.add_argument("--limit", type=int, default=2)
-    p.add_argument("--max-gen-toks", type=int, default=32)
+    p.add_argument("--limit", type=int, default=None, help="cap on documents per task (default: the demo suite's own: 500 ARC-Easy, 2 of the others)")
+    p.add_argument("--max-gen-toks", type=int, default=None, help="cap on generated tokens per answer (default: the demo suite's 32)")
     p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
     p.set_defaults(handler=run)
 

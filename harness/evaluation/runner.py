@@ -41,6 +41,7 @@ from models.calibrate import corpus_batches
 from models.convert import in_mode
 from tasks.files import FolderLock, atomic_write_json, atomic_write_text, dumps_strict
 
+from ..paired.runs import headlines, write_paired
 from ..runs import git_commit, machine_info, read_json, versions
 from .accounting import Accounting
 from .adapter import SNNBenchLM, pick_device
@@ -83,8 +84,7 @@ def gather(lm: SNNBenchLM, value: Any) -> list[Any]:
     return list(parts) if parts is not None else []
 
 
-def run_task(lm: SNNBenchLM, accounting: Accounting, task: SuiteTask, folder: Path, plan: EvalPlan, options: EvalOptions,
-             gen_kwargs: dict | None = None) -> None:
+def run_task(lm: SNNBenchLM, accounting: Accounting, task: SuiteTask, folder: Path, plan: EvalPlan, options: EvalOptions) -> None:
     """Evaluate one task; rank 0 writes results, samples, the op counts by module and (last) cost.json."""
     accounting.tasks.clear()
     counter = accounting.counter()
@@ -92,7 +92,7 @@ def run_task(lm: SNNBenchLM, accounting: Accounting, task: SuiteTask, folder: Pa
     for meter in plan.per_task:
         meter.start()
     started = time.perf_counter()
-    results = _evaluate(lm, task, options.limit, options.seed, plan.manager, gen_kwargs)
+    results = _evaluate(lm, task, task.limit_under(options.limit), options.seed, plan.manager, task.generation(options.max_gen_toks))
     wall = time.perf_counter() - started
     readings = [meter.stop() for meter in plan.per_task]
     by_module = counter.since(before) if counter is not None else {}
@@ -180,7 +180,6 @@ def _start(plan: EvalPlan, options: EvalOptions, say: Say) -> None:
 def _run(plan: EvalPlan, options: EvalOptions, say: Say) -> int:
     root = plan.root
     _start(plan, options, say)
-    gen_kwargs = {"max_gen_toks": options.max_gen_toks} if options.max_gen_toks else None
     pending_by_mode = {mode: [t for t in plan.tasks if not finished(root / mode / t.task)] for mode in plan.modes}
     plan.loaded.model.to(pick_device(plan.device, plan.world))  # calibrate and run on this rank's device
     failures = 0
@@ -198,7 +197,7 @@ def _run(plan: EvalPlan, options: EvalOptions, say: Say) -> int:
         if plan.rank == 0 and mode != plan.loaded.model.mode:
             atomic_write_json(root / mode / "conversion.json", {"mode": mode, "spiking": lm.model.spiking.to_dict(), "calibration": CALIBRATION})
         for task in pending:
-            failures += _run_one(lm, accounting, task, root / mode / task.task, plan, options, mode, gen_kwargs, say)
+            failures += _run_one(lm, accounting, task, root / mode / task.task, plan, options, mode, say)
         accounting.close()
     for meter in plan.per_task:
         meter.close()
@@ -206,18 +205,24 @@ def _run(plan: EvalPlan, options: EvalOptions, say: Say) -> int:
         return 1 if failures else 0
     metrics, _, _ = write_tables(root, plan.loaded.name)
     say(f"\nwrote {root / 'metrics.csv'} ({len(metrics)} rows), cost.csv and energy.csv in {time.perf_counter() - started:.0f} s")
+    if len(plan.modes) > 1:
+        tokenizer = plan.loaded.tokenizer
+        paired = write_paired(root, plan.modes, lambda text: tokenizer.encode(text, add_special_tokens=False).ids)
+        for line in headlines(paired):
+            say(f"  {line}")
+        say(f"wrote {root / 'paired.csv'} (each mode against {plan.modes[0]}, document by document)")
     if failures:
         say(f"{failures} task(s) failed (see their error.json); running the same command again retries only those")
     return 1 if failures else 0
 
 
 def _run_one(lm: SNNBenchLM, accounting: Accounting, task: SuiteTask, folder: Path, plan: EvalPlan, options: EvalOptions, mode: str,
-             gen_kwargs: dict | None, say: Say) -> int:
+             say: Say) -> int:
     """Run one task; a failure becomes error.json (the other tasks go on). Returns 1 on failure."""
     if plan.rank == 0:
         say(f"  {mode:<9} {task.task} ({'default' if task.num_fewshot is None else task.num_fewshot}-shot) ...")
     try:
-        run_task(lm, accounting, task, folder, plan, options, gen_kwargs)
+        run_task(lm, accounting, task, folder, plan, options)
         if plan.rank == 0:
             (folder / "error.json").unlink(missing_ok=True)
         return 0

@@ -16,6 +16,17 @@ from dataclasses import dataclass
 class SuiteTask:
     task: str
     num_fewshot: int | None  # None: the task's own default
+    limit: int | None = None  # documents per leaf task (lm-eval's limit; a group's limit applies to each subtask); None: all
+    max_gen_toks: int | None = None  # cap on generated tokens per answer; None: the task's own
+
+    def limit_under(self, cap: int | None) -> int | None:
+        """The documents per leaf task when ``--limit cap`` is also given: the smaller of the two."""
+        return min(x for x in (self.limit, cap) if x is not None) if self.limit is not None or cap is not None else None
+
+    def generation(self, cap: int | None) -> dict | None:
+        """lm-eval ``gen_kwargs`` for this task under ``--max-gen-toks cap`` (the flag wins over the suite's own cap)."""
+        tokens = cap or self.max_gen_toks
+        return {"max_gen_toks": tokens} if tokens else None
 
 
 @dataclass(frozen=True)
@@ -25,8 +36,8 @@ class Suite:
     description: str
 
 
-def _suite(name: str, description: str, *tasks: tuple[str, int | None]) -> Suite:
-    return Suite(name, tuple(SuiteTask(t, n) for t, n in tasks), description)
+def _suite(name: str, description: str, *tasks: tuple) -> Suite:
+    return Suite(name, tuple(SuiteTask(*t) for t in tasks), description)
 
 
 MMLU = ("snnbench_mmlu", 5)
@@ -48,28 +59,36 @@ SUITES: dict[str, Suite] = {
         _suite("braingpt", "BrainGPT's Table 1 sets: WikiText and web text perplexity", ("snnbench_braingpt_ppl", 0)),
         _suite(
             "demo",
-            "a slice of every suite for `make demo`: one MMLU subject, one BBH subtask, ARC-C, GSM8K, LAMBADA, WikiText perplexity",
-            ("snnbench_mmlu_high_school_geography", 5),
-            ("snnbench_bbh_boolean_expressions", 3),
-            ARC_C,
-            GSM8K,
-            ("snnbench_lambada_openai", 0),
-            ("snnbench_ppl_wikitext", 0),
+            "for `make demo`: 500 ARC-Easy documents 0-shot (enough for a conclusive paired comparison) and 2 documents of each "
+            "other benchmark (one MMLU subject, one BBH subtask, ARC-C, GSM8K, LAMBADA, WikiText perplexity) to show the pipeline",
+            ("snnbench_arc_easy", 0, 500),
+            ("snnbench_mmlu_high_school_geography", 5, 2),
+            ("snnbench_bbh_boolean_expressions", 3, 2, 32),
+            (*ARC_C, 2),
+            (*GSM8K, 2, 32),
+            ("snnbench_lambada_openai", 0, 2),
+            ("snnbench_ppl_wikitext", 0, 2),
         ),
     ]
 }
 
 
+def parse_task(item: str) -> SuiteTask:
+    """``name``, ``name:shots`` or ``name:shots:limit`` (empty shots: the task's default); one-line errors."""
+    name, *rest = item.split(":")
+    if len(rest) > 2 or any(part and not part.isdigit() for part in rest):
+        raise ValueError(f"task {item!r}: write NAME, NAME:SHOTS or NAME:SHOTS:LIMIT with whole numbers")
+    shots = int(rest[0]) if rest and rest[0] else None
+    limit = int(rest[1]) if len(rest) > 1 and rest[1] else None
+    if limit is not None and limit < 1:
+        raise ValueError(f"task {item!r}: the limit must be >= 1")
+    return SuiteTask(name, shots, limit)
+
+
 def resolve_suite(suite: str | None, tasks: list[str] | None) -> list[SuiteTask]:
-    """The tasks of a named suite, or explicit ``tasks`` (``name`` or ``name:shots``); one-line errors."""
+    """The tasks of a named suite, or explicit ``tasks`` (see ``parse_task``); one-line errors."""
     if tasks:
-        out = []
-        for item in tasks:
-            name, _, shots = item.partition(":")
-            if shots and not shots.isdigit():
-                raise ValueError(f"task {item!r}: the few-shot count after ':' must be a number")
-            out.append(SuiteTask(name, int(shots) if shots else None))
-        return out
+        return [parse_task(item) for item in tasks]
     if suite is None:
         raise ValueError(f"give --suite ({', '.join(SUITES)}) or --tasks")
     if suite not in SUITES:

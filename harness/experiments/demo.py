@@ -15,7 +15,7 @@ from pathlib import Path
 Step = tuple[str, list[str]]  # (title, the snnbench command line)
 
 
-def steps(root: Path, train_steps: int, limit: int, max_gen_toks: int, screenshot: bool = False) -> list[Step]:
+def steps(root: Path, train_steps: int, limit: int | None = None, max_gen_toks: int | None = None, screenshot: bool = False) -> list[Step]:
     """The demo's commands in order; ``screenshot``: the report step also renders the HTML in headless Chromium."""
     train = root / "train-llama-qat"
     return [
@@ -24,8 +24,9 @@ def steps(root: Path, train_steps: int, limit: int, max_gen_toks: int, screensho
         ("train the tiny Llama (QAT) on PTB", ["train", "--arch", "llama", "--mode", "qat", "--config", "tiny", "--max-steps", str(train_steps), "--out", str(train)]),
         ("stage 3: STDP on the tiny SNN", ["stdp", "--checkpoint", str(train / "checkpoint"), "--out", str(root / "stdp-llama")]),
         ("stage 2: convert SmolLM2-135M", ["convert", "--model", "smollm2-135m", "--bits", "8", "--out", str(root / "convert-smollm2")]),
-        ("evaluate SmolLM2 ANN and SNN", ["eval", "--model", "smollm2-135m", "--modes", "ann,snn-fused", "--suite", "demo", "--limit", str(limit),
-                                          "--max-gen-toks", str(max_gen_toks), "--results", str(root), "--run-id", "eval-smollm2"]),
+        ("evaluate SmolLM2 ANN and SNN", ["eval", "--model", "smollm2-135m", "--modes", "ann,snn-fused", "--suite", "demo",
+                                          *(["--limit", str(limit)] if limit else []), *(["--max-gen-toks", str(max_gen_toks)] if max_gen_toks else []),
+                                          "--results", str(root), "--run-id", "eval-smollm2"]),
         ("write the report", ["report", str(root / "eval-smollm2"), str(train), str(root / "convert-smollm2"), str(root / "stdp-llama"),
                               "--name", "demo", "--out", "reports", *(["--screenshot"] if screenshot else [])]),
     ]

@@ -17,6 +17,7 @@ from tasks.files import atomic_write_text, check_writable
 from ..energy.synops import operator_kind
 from . import plots
 from .collect import Results, read
+from .fidelity import fidelity_blocks
 from .render import Block, to_html, to_markdown
 
 CSV_FLOAT = "%.6g"
@@ -262,6 +263,10 @@ def build_report(folders: list[str | Path], name: str, out_root: str | Path = "r
         items = list(results.notes) + [f"{f['run']}: {f['mode']} / {f['task']} failed: {f['error']}" for f in results.failures]
         blocks.append(("ul", items))
     blocks.extend(extra_blocks or [])
+    paired = results.paired_frame()
+    blocks.extend(fidelity_blocks(paired, results.energy_frame(), _presets(results), out))
+    if not paired.empty:
+        _write_table(out, "paired", paired.sort_values(["run", "reference", "candidate", "level", "suite_task", "task", "filter", "quantity"]).reset_index(drop=True), tables)
     _evaluation(results, out, blocks, tables)
     _synops(folders, out, blocks, tables, _presets(results))
     _training(results, out, blocks, tables)

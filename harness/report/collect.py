@@ -24,6 +24,7 @@ import pandas as pd
 class Results:
     metrics: list[pd.DataFrame] = field(default_factory=list)
     cost: list[pd.DataFrame] = field(default_factory=list)
+    paired: list[pd.DataFrame] = field(default_factory=list)
     energy: list[pd.DataFrame] = field(default_factory=list)
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -41,6 +42,9 @@ class Results:
 
     def cost_frame(self) -> pd.DataFrame:
         return pd.concat(self.cost, ignore_index=True) if self.cost else pd.DataFrame()
+
+    def paired_frame(self) -> pd.DataFrame:
+        return pd.concat(self.paired, ignore_index=True) if self.paired else pd.DataFrame()
 
 
 def _json(path: Path) -> Any:
@@ -64,6 +68,8 @@ def _read_eval(folder: Path, results: Results) -> None:
             target.append(frame)
         else:
             results.notes.append(f"{run}: no {name} (the run finished no task yet)")
+    if (folder / "paired.csv").exists() and (folder / "paired.csv").stat().st_size > 1:
+        results.paired.append(pd.read_csv(folder / "paired.csv").assign(run=run))
     for error in sorted(folder.glob("*/*/error.json")):
         mode, task = error.parent.parent.name, error.parent.name
         message = _json(error).get("error", "unknown error").splitlines()[0]
@@ -109,7 +115,7 @@ def read(folders: list[str | Path]) -> Results:
                 results.stdp[folder.name] = _json(folder / "stdp.json")
                 found = True
             for csv in sorted(folder.glob("*.csv")):
-                if csv.name not in ("metrics.csv", "cost.csv", "energy.csv"):
+                if csv.name not in ("metrics.csv", "cost.csv", "energy.csv", "paired.csv"):
                     results.tables[f"{folder.name}/{csv.stem}"] = pd.read_csv(csv)
                     found = True
             for child in sorted(p for p in folder.iterdir() if p.is_dir()):

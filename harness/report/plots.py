@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 PNG_METADATA = {"Software": None}  # no version/date stamps in the files
 
 
-def _save(fig, path: Path) -> None:
+def save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata=PNG_METADATA)
@@ -55,7 +55,7 @@ def energy_per_mode(energy: pd.DataFrame, path: Path, machine: str) -> str | Non
     ax.set_yscale("log")
     ax.set_ylabel("joules per token (log)")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save(fig, path)
     return (
         "Energy per token by model and execution mode (and run, when several are reported). Solid bars are measured by a meter, hatched bars are "
         f"estimated (counted synaptic operations x a named preset, or CodeCarbon's TDP fallback); they are never summed. "
@@ -100,7 +100,7 @@ def pareto(metrics: pd.DataFrame, energy: pd.DataFrame, path: Path, preset: str)
         ax.set_xlabel(f"estimated joules per token ({preset})")
         ax.set_ylabel(metric + (" (lower is better)" if "perplexity" in metric else " (higher is better)"))
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save(fig, path)
     return (
         f"Quality against estimated energy per token ({preset}), one point per task, run and mode: "
         "the spiking model's accuracy or perplexity beside what its counted operations would cost."
@@ -128,7 +128,7 @@ def convergence(curves: dict[str, pd.DataFrame], path: Path) -> str | None:
     right.set_yscale("log")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
-    _save(fig, path)
+    save(fig, path)
     caption = (
         "Training convergence: training token cross-entropy (left) and validation perplexity (right, log scale) against optimizer steps."
         if token_only else
@@ -159,7 +159,7 @@ def spike_heatmap(audit: pd.DataFrame, path: Path, title: str) -> str | None:
     ax.set_yticklabels(table.index, fontsize=6)
     ax.set_ylabel("layer")
     fig.colorbar(image, ax=ax, label="spikes per neuron per time step")
-    _save(fig, path)
+    save(fig, path)
     return f"Spike rate per layer and operator of {title} (from its conversion audit): the share of neuron x time-step outputs that are spikes."
 
 
@@ -179,7 +179,7 @@ def synops_by_kind(breakdown: pd.DataFrame, path: Path, preset: str) -> str | No
     ax.set_ylabel("operations per token (log)")
     ax.tick_params(axis="x", rotation=45, labelsize=8)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save(fig, path)
     return f"Counted operations per token by operator kind (spike-driven accumulations, float multiply-accumulates, elementwise float work); energy estimates price them with {preset}."
 
 
@@ -198,7 +198,7 @@ def sweep(table: pd.DataFrame, x: str, path: Path, what: str) -> str | None:
     other.set_ylabel("estimated joules per token", color="tab:red")
     if table[x].max() / max(table[x].min(), 1e-9) > 8:
         ax.set_xscale("log", base=2)
-    _save(fig, path)
+    save(fig, path)
     return f"{what}: perplexity (left axis) and estimated energy per token (right axis)."
 
 
