@@ -142,3 +142,13 @@ def test_checkpoint_keeps_special_tokens(pair, tmp_path):
     save_checkpoint(loaded.model, tmp_path / "c", loaded.tokenizer, special_tokens=loaded.special_tokens())
     again = load_checkpoint(tmp_path / "c")
     assert (again.eos_id, again.bos_id) == (loaded.eos_id, loaded.bos_id)
+
+
+def test_short_sequences_share_a_token_budget_per_batch():
+    from harness.evaluation.adapter import TokenBudget
+
+    requests = tuple(("", [0] * n, [1]) for n in (99, 99, 49, 49, 49, 49, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19))
+    from lm_eval.models.utils import Collator
+
+    chunks = Collator.get_chunks(requests, fn=TokenBudget(floor=2, budget=200, max_length=1024))
+    assert [len(c) for c in chunks] == [2, 4, 10]  # 100-token sequences 2 at a time, 50-token 4, 20-token 10

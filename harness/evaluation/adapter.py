@@ -50,7 +50,26 @@ from .accounting import Accounting
 from .options import CALIBRATION, CALIBRATION_BATCH
 
 UNKNOWN_TASK = "unknown"
+SHARED_CONTEXT_MIN = 256  # tokens: a shorter context shared by several answers is cheaper recomputed in a large batch than run alone
+TOKEN_BUDGET = 2048  # tokens per forward for short sequences: more of them per batch, never fewer than batch_size
 CONVERSION_ARGS = ("mode", "bits", "time_steps", "granularity", "calibration_data", "calibration_tokens")
+
+
+class TokenBudget:
+    """Batch sizes for lm-eval's ``Collator.get_batched(batch_fn=...)`` over requests sorted longest first:
+    as many sequences as fit ``budget`` tokens beside the longest one of the batch, never fewer than ``floor``.
+    Counted operations include a batch's right-padding positions (few on length-sorted requests);
+    ``--batch-size 1`` turns the budget off and counts every sequence alone."""
+
+    def __init__(self, floor: int, budget: int, max_length: int) -> None:
+        self.floor, self.budget, self.max_length = floor, budget, max_length
+        self.start, self.size = 0, 0
+
+    def __call__(self, i: int, requests: tuple) -> int:
+        if i == 0 or i == self.start + self.size:  # a batch begins here: its first request is its longest
+            _, context, continuation = requests[i]
+            self.start, self.size = i, max(self.floor, self.budget // max(1, min(len(context) + len(continuation), self.max_length)))
+        return self.size
 
 
 def pick_device(device: str | None, world_size: int = 1) -> torch.device:
@@ -244,7 +263,8 @@ class SNNBenchLM(TemplateLM):
         for i, (_, context, continuation) in enumerate(requests):
             if len(context) + len(continuation) <= self.max_length:
                 groups.setdefault(tuple(context), []).append(i)
-        shared = {i for members in groups.values() if len(members) > 1 for i in members}
+        groups = {context: members for context, members in groups.items() if len(members) > 1 and len(context) >= SHARED_CONTEXT_MIN}
+        shared = {i for members in groups.values() for i in members}
         bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="loglikelihood")
         for context, members in sorted(groups.items(), key=lambda g: -len(g[0])):
             if len(members) > 1:
@@ -299,7 +319,9 @@ class SNNBenchLM(TemplateLM):
             group_fn=lambda r: r[1] + r[2][:-1],
         )
         results: list[tuple[float, bool]] = []
-        for chunk in collator.get_batched(n=self.batch_size):
+        # batch size 1 stays one padding-free sequence per forward (counted ops then include no padding positions)
+        budget = TokenBudget(self.batch_size, TOKEN_BUDGET, self.max_length) if self.batch_size > 1 else None
+        for chunk in collator.get_batched(n=self.batch_size, batch_fn=budget):
             inputs = [(context + continuation)[-(self.max_length + 1) :][:-1] for _, context, continuation in chunk]
             logprobs = self._forward(inputs, [task_of.get(id(request), UNKNOWN_TASK) for request in chunk])
             for (request_strings, context, continuation), tokens, lp in zip(chunk, inputs, logprobs):

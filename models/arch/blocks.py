@@ -16,18 +16,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.spiking import counters
+from models.spiking import counters, observe
+from models.spiking.products import CodedTally
 
 from .operators import Operators
 
 
+class CodedKeysValues(NamedTuple):
+    """The spike codes of a layer's cached keys and values (``snn-fused``), one code per token and kv head, so a
+    decoder codes each token once, when it enters the cache, instead of the whole cache at every step; with the
+    firing tallies the op counters need, kept the same way."""
+
+    keys: torch.Tensor  # counts of k^T, (batch, kv heads, head dim, tokens)
+    key_scales: torch.Tensor  # (batch, kv heads, 1, tokens)
+    values: torch.Tensor  # counts of v, (batch, kv heads, tokens, head dim)
+    value_scales: torch.Tensor  # (batch, kv heads, tokens, 1)
+    key_tally: CodedTally
+    value_tally: CodedTally
+
+    def extend(self, new: "CodedKeysValues") -> "CodedKeysValues":
+        """These codes followed by ``new``'s (the tokens just appended)."""
+        codes = (torch.cat([old, add], dim=dim) for old, add, dim in zip(self[:4], new[:4], (-1, -1, -2, -2)))
+        return CodedKeysValues(*codes, self.key_tally.extend(new.key_tally), self.value_tally.extend(new.value_tally))
+
+    def expand(self, batch: int) -> "CodedKeysValues":
+        return CodedKeysValues(*(x.expand(batch, *x.shape[1:]) for x in self[:4]), self.key_tally.expand(batch), self.value_tally.expand(batch))
+
+    def repeat_heads(self, groups: int) -> tuple[torch.Tensor, ...]:
+        """The four code tensors, each kv head's once per query head of its group (grouped-query attention)."""
+        return tuple(self[:4]) if groups == 1 else tuple(x.repeat_interleave(groups, dim=1) for x in self[:4])
+
+
 @dataclass
 class KVCache:
-    """Keys and values of every layer (after rotary positions, before spike coding) and the padding mask."""
+    """Keys and values of every layer (after rotary positions, before spike coding), the padding mask, and in
+    ``snn-fused`` the keys' and values' spike codes (``codes``, one ``CodedKeysValues`` per layer)."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     mask: torch.Tensor  # (batch, cached length) bool
+    codes: list[CodedKeysValues] | None = None
 
     @property
     def length(self) -> int:
@@ -39,6 +67,7 @@ class KVCache:
             [k.expand(batch, *k.shape[1:]) for k in self.keys],
             [v.expand(batch, *v.shape[1:]) for v in self.values],
             self.mask.expand(batch, -1),
+            [c.expand(batch) for c in self.codes] if self.codes is not None else None,
         )
 
 
@@ -75,6 +104,24 @@ class SoftmaxAttention(nn.Module):
         self.scaling = head_dim**-0.5
         self.float_attention = self.fused_kernel and ops.fused_float_attention()
         self.stepped_attention = ops.stepped_attention()
+        self.coded_cache = ops.coded_attention_cache()
+
+    def code_keys_values(self, k: torch.Tensor, v: torch.Tensor, past: CodedKeysValues | None) -> CodedKeysValues | None:
+        """The codes of all keys and values so far: ``past``'s plus those of the new tokens (the last ones of k and v),
+        or None when this block does not keep codes (not ``snn-fused``, or the conversion audit is observing)."""
+        if not self.coded_cache or observe.observing():
+            return None
+        start = past.keys.shape[-1] if past is not None else 0
+        n_k, s_k = self.scores.code_b(k[:, :, start:].transpose(-1, -2))
+        n_v, s_v = self.weighted_values.code_values(v[:, :, start:])
+        new = CodedKeysValues(n_k, s_k, n_v, s_v, CodedTally.of_keys(n_k, self.scores.qb.T), CodedTally.of_values(n_v, self.weighted_values.values.T))
+        return past.extend(new) if past is not None else new
+
+    def attend_coded(self, q: torch.Tensor, codes: CodedKeysValues, mask: torch.Tensor) -> torch.Tensor:
+        """``attend`` with keys and values given as their codes: the same output and counts, no re-coding of the cache."""
+        n_k, s_k, n_v, s_v = codes.repeat_heads(q.shape[1] // codes.keys.shape[1])
+        probs = self.softmax(self.scores.forward_coded(q * self.scaling, n_k, s_k, codes.key_tally), mask=mask)
+        return self.weighted_values.forward_coded(probs, n_v, s_v, codes.value_tally)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, causal_only: bool = False) -> torch.Tensor:
         """softmax(q k^T / sqrt(d), masked) v: q (B, H, M, D) unscaled, k and v (B, H_kv, N, D) (grouped-query heads),

@@ -21,7 +21,7 @@ from models.fields import check_fields
 from models.spiking import counters
 
 from .base import ArchConfig, CausalLM, Stack
-from .blocks import KVCache, SoftmaxAttention, SwiGLU, causal_mask, mlp_residual
+from .blocks import CodedKeysValues, KVCache, SoftmaxAttention, SwiGLU, causal_mask, mlp_residual
 from .operators import Operators
 
 
@@ -111,9 +111,9 @@ class Attention(SoftmaxAttention):
         cos: torch.Tensor,
         sin: torch.Tensor,
         mask: torch.Tensor,
-        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        past: tuple[torch.Tensor, torch.Tensor, CodedKeysValues | None] | None = None,
         causal_only: bool = False,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, CodedKeysValues | None]]:
         B, L, _ = x.shape
         q = apply_rotary(self._heads(self.q_proj(x), self.num_heads), cos, sin)
         k = apply_rotary(self._heads(self.k_proj(x), self.num_kv_heads), cos, sin)
@@ -123,8 +123,9 @@ class Attention(SoftmaxAttention):
             v = torch.cat([past[1], v], dim=2)
         if counters.counting():
             counters.record(self, float_ops=3 * (q.numel() + k.numel()) + q.numel())  # rotary + scaling
-        out = self.attend(q, k, v, mask, causal_only)
-        return self.o_proj(out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)), (k, v)
+        codes = self.code_keys_values(k, v, past[2] if past is not None else None)
+        out = self.attend_coded(q, codes, mask) if codes is not None else self.attend(q, k, v, mask, causal_only)
+        return self.o_proj(out.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)), (k, v, codes)
 
 
 class DecoderLayer(nn.Module):
@@ -161,10 +162,12 @@ class LlamaForCausalLM(CausalLM):
         causal_only = cache is None and bool((now[:, 1:] <= now[:, :-1]).all())
         x = self.model.embed_tokens(input_ids)
         cos, sin = self.model.rotary(positions)
-        keys, values = [], []
+        keys, values, codes = [], [], []
         for i, layer in enumerate(self.model.layers):
-            past = (cache.keys[i], cache.values[i]) if cache is not None else None
-            x, (k, v) = layer(x, cos, sin, mask, past, causal_only)
+            past = (cache.keys[i], cache.values[i], cache.codes[i] if cache.codes is not None else None) if cache is not None else None
+            x, (k, v, coded) = layer(x, cos, sin, mask, past, causal_only)
             keys.append(k)
             values.append(v)
-        return self.lm_head(self.model.norm(x)).float(), KVCache(keys, values, full)
+            codes.append(coded)
+        kept = codes if all(c is not None for c in codes) else None
+        return self.lm_head(self.model.norm(x)).float(), KVCache(keys, values, full, kept)

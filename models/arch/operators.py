@@ -77,6 +77,10 @@ class Operators:
         mode = self.config.op_mode("attention")
         return FloatAttentionValues() if mode == "ann" else SpikingAttentionValues(self.config.spec(kind="attention"), mode=mode)
 
+    def coded_attention_cache(self) -> bool:
+        """Keys and values spike-coded in closed form (``snn-fused``): a decoder may keep each token's code in its cache."""
+        return self.config.op_mode("attention") == "snn-fused"
+
     def fused_float_attention(self) -> bool:
         """Scores, softmax and P.V all float: one fused kernel (scaled_dot_product_attention) may compute them."""
         return self.config.op_mode("attention") == "ann" and self.config.op_mode("softmax") == "ann"

@@ -9,7 +9,10 @@ calls this module instead. Each piece is tested equal, bit for bit, to the stepp
 - ``StaircaseClosedForm``: the staircase neurons of B.2.2 as a threshold search, served by an exact
   bucket table (``lookup.py``) (test_silu.py, test_lookup.py, test_gpt2.py);
 - ``matmul_tallies``, ``multiply_tallies``: the counters of the time-stepped B.1 products, from the
-  spike counts (test_matmul.py, test_spiking_ops.py).
+  spike counts (test_matmul.py, test_spiking_ops.py); ``line_histogram``, ``firing_prefix`` and
+  ``query_tallies``: the same
+  for one decoded query against cached keys or values, without a histogram over the whole cache
+  (test_coded_cache.py).
 
 The caches: ``remembered`` keeps a value on its owner until a source tensor is replaced or written
 in place (stage 3 changes thresholds in place; a model may move to another device); the staircase
@@ -211,6 +214,35 @@ def matmul_tallies(na: torch.Tensor, nb: torch.Tensor, Ta: int, Tb: int) -> tupl
     T = min(Ta, Tb)
     pairs = int((firing_a[:, :T] * firing_b[:, :T]).sum())
     return spikes_a + spikes_b, spikes_b * M + spikes_a * N + pairs
+
+
+def line_histogram(counts: torch.Tensor, T: int) -> torch.Tensor:
+    """Per line of integer-valued ``counts`` (..., L, C), |n| <= T: how many of its C entries have |n| = j, j = 0..T."""
+    magnitude = counts.detach().abs().to(torch.int64)
+    histogram = torch.zeros(*counts.shape[:-1], T + 1, dtype=torch.int64, device=counts.device)
+    return histogram.scatter_add_(-1, magnitude, torch.ones_like(magnitude))
+
+
+def firing_prefix(histogram: torch.Tensor, entries: int, T: int) -> torch.Tensor:
+    """From a ``line_histogram`` over ``entries`` per line: C_j = sum over t < j of the entries still firing at step t
+    (|n| > t: the memoryless neuron fires on its first |n| steps), j = 0..T. A decoder keeps the histograms of its
+    cached keys and values, which turns the a_t . b_t pairs of one query into a gather (``query_tallies``)."""
+    firing = entries - histogram[..., :T].cumsum(-1)
+    return torch.cat([torch.zeros_like(firing[..., :1]), firing.cumsum(-1)], dim=-1)
+
+
+def query_tallies(na: torch.Tensor, b_prefix: torch.Tensor, b_spikes: int, b_columns: int, Ta: int, Tb: int) -> tuple[int, int]:
+    """``matmul_tallies`` for one query row (M = 1) against a b given by its per-line ``firing_prefix`` (lines = b's
+    rows, the inner dimension; kv heads broadcast over query heads) and its spike total: for column k of a, the
+    pairs are sum over t < |n_a,k| of b's row k still firing, i.e. b_prefix[k, min(|n_a,k|, T)]."""
+    B, H = na.shape[0], na.shape[1]
+    groups = H // b_prefix.shape[1]
+    T = min(Ta, Tb)
+    reach = na.detach().abs().to(torch.int64).clamp_(max=T).reshape(B, b_prefix.shape[1], groups, -1)  # (B, kv heads, group, K)
+    prefix = b_prefix[..., : T + 1].unsqueeze(2).expand(-1, -1, groups, -1, -1)  # (B, kv heads, group, K, T+1)
+    pairs = int(prefix.gather(-1, reach.unsqueeze(-1)).sum())
+    spikes_a = counters.abs_sum(na, bound=Ta)
+    return spikes_a + b_spikes * groups, b_spikes * groups + spikes_a * b_columns + pairs
 
 
 def multiply_tallies(na: torch.Tensor, nb: torch.Tensor, Ta: int, Tb: int) -> tuple[int, int]:

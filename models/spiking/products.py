@@ -27,11 +27,59 @@ import models.spiking.observe as observe
 
 from .checks import OPERATOR_MODES, check_finite, check_mode
 from .encode import SpikeCoding, SpikeEncoder, spike_code
-from .fast import matmul_tallies, multiply_tallies
+from .fast import firing_prefix, line_histogram, matmul_tallies, multiply_tallies, query_tallies
 from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer
 
 FLOAT32_EXACT = 2**24
+
+
+class CodedTally(NamedTuple):
+    """The kept firing statistics of a coded operand b, per kv head (not repeated over query heads), so that one
+    query row is counted without a pass over all of b. b's lines are its rows (the product's inner dimension):
+
+    - keys (lines = head dims, entries = tokens, growing): ``histogram`` of |n| per line, summed over tokens;
+    - values (lines = tokens, growing, entries = head dims): ``rows``, each line's ``firing_prefix``, kept once
+      per token.
+    ``spikes_total``: sum |n| per (batch, kv head)."""
+
+    histogram: torch.Tensor | None  # (batch, kv heads, lines, T + 1)
+    rows: torch.Tensor | None  # (batch, kv heads, lines, T + 1)
+    entries: int
+    spikes_total: torch.Tensor  # (batch, kv heads)
+
+    @classmethod
+    def of_keys(cls, nk: torch.Tensor, T: int) -> "CodedTally":
+        """The tally of coded keys k^T (batch, kv heads, dims, tokens)."""
+        histogram = line_histogram(nk, T)
+        return cls(histogram, None, nk.shape[-1], _magnitudes(histogram).sum(-1))
+
+    @classmethod
+    def of_values(cls, nv: torch.Tensor, T: int) -> "CodedTally":
+        """The tally of coded values (batch, kv heads, tokens, dims)."""
+        histogram = line_histogram(nv, T)
+        return cls(None, firing_prefix(histogram, nv.shape[-1], T), nv.shape[-1], _magnitudes(histogram).sum(-1))
+
+    def extend(self, new: "CodedTally") -> "CodedTally":
+        """This tally with ``new``'s tokens appended."""
+        if self.histogram is not None:
+            return CodedTally(self.histogram + new.histogram, None, self.entries + new.entries, self.spikes_total + new.spikes_total)
+        return CodedTally(None, torch.cat([self.rows, new.rows], dim=-2), self.entries, self.spikes_total + new.spikes_total)
+
+    def expand(self, batch: int) -> "CodedTally":
+        grow = lambda x: None if x is None else x.expand(batch, *x.shape[1:])  # noqa: E731
+        return CodedTally(grow(self.histogram), grow(self.rows), self.entries, grow(self.spikes_total))
+
+    def prefix(self, T: int) -> torch.Tensor:
+        return self.rows if self.rows is not None else firing_prefix(self.histogram, self.entries, T)
+
+    def spikes(self) -> int:
+        return int(self.spikes_total.sum())
+
+
+def _magnitudes(histogram: torch.Tensor) -> torch.Tensor:
+    """sum |n| per line from a ``line_histogram``: each magnitude j times how many entries have it."""
+    return (histogram * torch.arange(histogram.shape[-1], device=histogram.device)).sum(-1)
 
 
 class Geometry(NamedTuple):
@@ -98,6 +146,30 @@ class ActivationProduct(SpikeCoding, nn.Module):
                 self._record_counts(a, b, 0, counters.nonzero(na) * self.geometry(a, b).fan_out_a)
             else:
                 self._record_counts(a, b, *self.closed_form_tallies(na, nb))
+        return out
+
+    def code_b(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n_b, s_b), b's spike counts and scale as ``forward`` codes them in ``snn-fused`` (no counting): with a
+        per-token scale each token's code is its own, so a decoder codes a key once, when it enters the cache."""
+        check_finite(b, "b")
+        s = self.qb.scale_for(b)
+        n, _ = spike_code(self, self.b_neuron, b, s, self.qb.T, "snn-fused", tally=False)
+        return n, s
+
+    def forward_coded(self, a: torch.Tensor, nb: torch.Tensor, sb: torch.Tensor, b_tally: "CodedTally | None" = None) -> torch.Tensor:
+        """``forward(a, b)`` in ``snn-fused`` with b given as its code (``code_b``): the same output, the same counts.
+        ``b_tally``: b's kept firing histograms, so one query row is counted without a pass over all of b."""
+        check_finite(a, "a")
+        sa = self.qa.scale_for(a)
+        acc = self._accumulator(a, nb)
+        na, _ = spike_code(self, self.a_neuron, a, sa, self.qa.T, "snn-fused", tally=False)
+        out = self.product(na.to(acc), nb.to(acc)).to(a.dtype).mul_(sa * sb)
+        if counters.counting():
+            if b_tally is not None and na.shape[-2] == 1:
+                tallies = query_tallies(na, b_tally.prefix(self.qb.T), b_tally.spikes(), nb.shape[-1], self.qa.T, self.qb.T)
+            else:
+                tallies = self.closed_form_tallies(na, nb)
+            self._record_counts(a, nb, *tallies)
         return out
 
     @torch.no_grad()
@@ -243,6 +315,23 @@ class SpikingAttentionValues(nn.Module):
         if counters.counting():
             self._record_counts(folded)
         return self.matmul(folded, n_v)
+
+    def code_values(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n_v, s_v) as ``forward`` codes v in ``snn-fused`` (no counting): one code per token, reusable by a decoder."""
+        check_finite(v, "v")
+        s = self.values.quant.scale_for(v)
+        n, _ = spike_code(self.values, self.values.neuron, v, s, self.values.T, "snn-fused", tally=False)
+        return n, s
+
+    def forward_coded(self, probs: torch.Tensor, n_v: torch.Tensor, s_v: torch.Tensor, v_tally: "CodedTally | None" = None) -> torch.Tensor:
+        """``forward(probs, v)`` in ``snn-fused`` with v given as its code (``code_values``): the same output, the same counts.
+        ``v_tally``: v's kept firing histograms (per kv head), for counting one query row."""
+        folded = probs * s_v.transpose(-1, -2)
+        if counters.counting():
+            spikes = v_tally.spikes() * (n_v.shape[1] // v_tally.spikes_total.shape[1]) if v_tally is not None else counters.abs_sum(n_v, bound=self.values.T)
+            self.values._record_counts(n_v, spikes)
+            self._record_counts(folded)
+        return self.matmul.forward_coded(folded, n_v, torch.ones((), dtype=folded.dtype), v_tally)
 
     def _record_counts(self, folded: torch.Tensor) -> None:
         counters.record(self, float_ops=folded.numel())  # the folding of s_v into P
