@@ -63,7 +63,7 @@ def test_eval_writes_the_run_folder_and_tidy_tables(setup, capsys):
     settings = manifest["settings"]
     assert settings["conversion"]["bits"] == 8 and settings["conversion"]["time_steps"] == 127 and settings["limit"] == 2
     assert settings["torch_threads"] >= 1  # SNN sums depend on it: part of what makes the run
-    assert len(settings["model"]["sha256"]) == 64 and settings["tasks"][1] == {"task": "snnbench_arc_easy", "num_fewshot": 1, "limit": 2, "max_gen_toks": None}
+    assert len(settings["model"]["sha256"]) == 64 and settings["tasks"][1] == {"task": "snnbench_arc_easy", "num_fewshot": 1, "limit": 2, "max_gen_toks": None, "max_length": None}
     for mode in ("ann", "snn-fused"):
         for task in ("snnbench_lambada_openai", "snnbench_arc_easy"):
             folder = run / mode / task

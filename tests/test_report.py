@@ -131,15 +131,23 @@ def test_report_cli_with_nothing_reportable(tmp_path, capsys):
 
 
 def test_braintransformers_table_puts_paper_beside_ours():
-    metrics = pd.DataFrame([
-        {"task": "snnbench_mmlu", "metric": "acc", "filter": "none", "mode": "ann", "value": 0.30, "documents": 57},
-        {"task": "snnbench_mmlu", "metric": "acc", "filter": "none", "mode": "snn-fused", "value": 0.28, "documents": 57},
-    ])
-    table, notes = braintransformers_table(metrics, 1, "smollm2-135m")
+    """MMLU pooled over two subjects of 25 documents: the ANN right on 15, the SNN on 14 (one flip)."""
+    from harness.paired.compare import compare_outcomes
+
+    def side(right: int) -> pd.DataFrame:
+        return pd.DataFrame([{"suite_task": "snnbench_mmlu", "task": f"snnbench_mmlu_{subject}", "doc_id": i, "filter": "none", "kind": "choice",
+                              "prompt_hash": "h", "correct": float(25 * k + i < right), "correct_norm": None, "choice_lls": [-1.0, -2.0],
+                              "gold": 0, "gold_ll": -1.0, "gold_tokens": 1} for k, subject in enumerate(("anatomy", "virology")) for i in range(25)])
+
+    paired = compare_outcomes(side(15), side(14))
+    paired.insert(0, "reference", "ann")
+    paired.insert(1, "candidate", "snn-fused")
+    table, notes = braintransformers_table(paired, "smollm2-135m")
     mmlu = table[table["benchmark"] == "MMLU"].iloc[0]
-    assert mmlu["paper"] == 63.2 and mmlu["snnbench_ann"] == pytest.approx(30.0) and mmlu["snnbench_snn-fused"] == pytest.approx(28.0)
-    assert "3B" in mmlu["paper_scale"] and "limit 1" in mmlu["snnbench_scale"]
-    assert any("MMLU: the SNN scores 28.0 against its ANN's 30.0" in n for n in notes)
+    assert mmlu["paper"] == 63.2 and mmlu["snnbench_ann"] == pytest.approx(30.0) and mmlu["snnbench_snn"] == pytest.approx(28.0)
+    assert mmlu["snn_minus_ann"] == pytest.approx(-2.0) and mmlu["ci_low"] < -2.0 < mmlu["ci_high"] and mmlu["documents"] == 50
+    assert "3B" in mmlu["paper_scale"] and mmlu["verdict"] == "inconclusive"
+    assert any("MMLU: the SNN scores 28.0 against its ANN's 30.0 on the same 50 documents: -2.0 points, 95% CI [" in n for n in notes)
     assert any(n.startswith("BBH: not measured") for n in notes)
 
 

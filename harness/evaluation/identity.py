@@ -48,8 +48,8 @@ def eval_settings(options: EvalOptions, identity: dict[str, str], modes: list[st
         "model": {"name": identity["name"], "sha256": identity["sha256"], "mode": base_mode},
         "modes": modes,
         "conversion": {"bits": spiking.bits, "time_steps": spiking.T, "granularity": options.granularity, "calibration": CALIBRATION} if converts else None,
-        "tasks": [{"task": t.task, "num_fewshot": t.num_fewshot, "limit": t.limit_under(options.limit), "max_gen_toks": options.max_gen_toks or t.max_gen_toks}
-                  for t in tasks],
+        "tasks": [{"task": t.task, "num_fewshot": t.num_fewshot, "limit": t.limit_under(options.limit), "max_gen_toks": options.max_gen_toks or t.max_gen_toks,
+                   "max_length": t.context_window(options.max_length)} for t in tasks],
         "limit": options.limit,
         "seed": options.seed,
         "max_length": options.max_length,

@@ -18,10 +18,15 @@ class SuiteTask:
     num_fewshot: int | None  # None: the task's own default
     limit: int | None = None  # documents per leaf task (lm-eval's limit; a group's limit applies to each subtask); None: all
     max_gen_toks: int | None = None  # cap on generated tokens per answer; None: the task's own
+    max_length: int | None = None  # context window for this task (e.g. shorter perplexity windows); None: the run's
 
     def limit_under(self, cap: int | None) -> int | None:
         """The documents per leaf task when ``--limit cap`` is also given: the smaller of the two."""
         return min(x for x in (self.limit, cap) if x is not None) if self.limit is not None or cap is not None else None
+
+    def context_window(self, run_max_length: int | None) -> int | None:
+        """The context length of this task: the run's ``--max-length`` when given, else the suite's own."""
+        return run_max_length or self.max_length
 
     def generation(self, cap: int | None) -> dict | None:
         """lm-eval ``gen_kwargs`` for this task under ``--max-gen-toks cap`` (the flag wins over the suite's own cap)."""
@@ -57,6 +62,30 @@ SUITES: dict[str, Suite] = {
         _suite("lambada", "LAMBADA (OpenAI), zero-shot", ("snnbench_lambada_openai", 0)),
         _suite("braintransformers", "BrainTransformers' table: MMLU, BBH, ARC-C, GSM8K", MMLU, BBH, ARC_C, GSM8K),
         _suite("braingpt", "BrainGPT's Table 1 sets: WikiText and web text perplexity", ("snnbench_braingpt_ppl", 0)),
+        _suite(
+            "fidelity",
+            "does the SNN still do what its ANN does: sized so SmolLM2-135M's ANN and 8-bit SNN finish in about 55 minutes on "
+            "2 CPU cores (measured): 1,000 ARC-Easy and 600 ARC-Challenge documents 0-shot, 8 per MMLU subject (456) 0-shot, "
+            "500 LAMBADA, 8 PTB (in windows of 512 tokens) and all 20 WikiText perplexity documents, 16 GSM8K (8-shot) and one per BBH subtask (27, 3-shot) "
+            "with answers capped at 96 tokens",
+            ("snnbench_arc_easy", 0, 1000),
+            ("snnbench_arc_challenge", 0, 600),
+            ("snnbench_mmlu", 0, 8),
+            ("snnbench_lambada_openai", 0, 500),
+            ("snnbench_ppl_ptb", 0, 8, None, 512),
+            ("snnbench_ppl_wikitext", 0, None),
+            (*GSM8K, 16, 96),
+            (*BBH, 1, 96),
+        ),
+        _suite(
+            "braintransformers-cpu",
+            "BrainTransformers' four benchmarks sized for about 3 hours on 2 CPU cores (ANN and SNN): MMLU 5-shot with 9 documents "
+            "per subject (513), ARC-Challenge 25-shot 500, BBH 3-shot 2 per subtask (54) and GSM8K 8-shot 40, answers capped at 96 tokens",
+            (*MMLU, 9),
+            (*BBH, 2, 96),
+            (*ARC_C, 500),
+            (*GSM8K, 40, 96),
+        ),
         _suite(
             "demo",
             "for `make demo`: 500 ARC-Easy documents 0-shot (enough for a conclusive paired comparison) and 2 documents of each "

@@ -22,17 +22,18 @@ from tasks.files import atomic_write_text
 
 from ..evaluation.options import EvalOptions
 from ..evaluation.runner import evaluate_run
+from ..runs import read_json
 from ..report.papers import BRAINGPT, BRAINTRANSFORMERS, NEURTRANSFORMER
 from ..report.render import to_markdown
 
 Say = Callable[[str], None]
 
-# benchmark -> (task, metric, filter) of the metrics.csv rows compared with the paper
+# benchmark -> (suite task, paired quantity, filter): the paper's metric, paired document by document
 BT_METRICS = {
-    "MMLU": ("snnbench_mmlu", "acc", "none"),
-    "BBH": ("snnbench_bbh", "exact_match", "get-answer"),
-    "ARC-C": ("snnbench_arc_challenge", "acc_norm", "none"),
-    "GSM8K": ("snnbench_gsm8k_cot", "exact_match", "flexible-extract"),
+    "MMLU": ("snnbench_mmlu", "accuracy", "none"),
+    "BBH": ("snnbench_bbh", "exact match", "get-answer"),
+    "ARC-C": ("snnbench_arc_challenge", "normalized accuracy", "none"),
+    "GSM8K": ("snnbench_gsm8k_cot", "exact match", "flexible-extract"),
 }
 
 
@@ -46,43 +47,56 @@ def _write(out: Path, name: str, table: pd.DataFrame, title: str, notes: list[st
         say(f"- {note}")
 
 
-def braintransformers_table(metrics: pd.DataFrame, limit: int | None, model: str) -> tuple[pd.DataFrame, list[str]]:
+def _paired_figure(paired: pd.DataFrame, suite: str, quantity: str, filt: str) -> dict[str, pd.Series]:
+    """The paired rows of one benchmark (its suite-task level when it pools subtasks), by quantity."""
+    rows = paired[(paired["suite_task"] == suite) & (paired["filter"] == filt) & paired["quantity"].str.startswith(quantity)]
+    level = "suite task" if (rows["level"] == "suite task").any() else "task"
+    rows = rows[(rows["level"] == level) & ((level == "suite task") | (rows["task"] == suite))]
+    return {q.removeprefix(quantity + " "): r for q, r in rows.set_index("quantity").iterrows()}
+
+
+def braintransformers_table(paired: pd.DataFrame, model: str) -> tuple[pd.DataFrame, list[str]]:
+    """The paper's four figures beside the ANN's and the SNN's on the same documents, with the paired
+    difference, its 95% CI and verdict."""
     rows, notes = [], []
-    for bench, (task, metric, filt) in BT_METRICS.items():
+    for bench, (suite, quantity, filt) in BT_METRICS.items():
         row = {"benchmark": bench, "paper": BRAINTRANSFORMERS["benchmarks"][bench], "paper_scale": BRAINTRANSFORMERS["scale"]}
-        for mode in ("ann", "snn-fused"):
-            match = metrics[(metrics["task"] == task) & (metrics["metric"] == metric) & (metrics["filter"] == filt) & (metrics["mode"] == mode)]
-            row[f"snnbench_{mode}"] = 100 * float(match["value"].iloc[0]) if len(match) else math.nan
-            if len(match):
-                row["snnbench_docs"] = int(match["documents"].iloc[0]) if "documents" in match and pd.notna(match["documents"].iloc[0]) else None
-        row["snnbench_scale"] = f"{model} (135M), limit {limit} per (sub)task" if limit else f"{model} (135M)"
+        found = _paired_figure(paired, suite, quantity, filt) if not paired.empty else {}
+        if "difference" in found:
+            diff = found["difference"]
+            row.update({"snnbench_ann": found["reference"]["value"], "snnbench_snn": found["candidate"]["value"], "snn_minus_ann": diff["value"],
+                        "ci_low": diff["ci_low"], "ci_high": diff["ci_high"], "verdict": diff["verdict"], "documents": int(diff["documents"])})
+            notes.append(f"{bench}: the SNN scores {row['snnbench_snn']:.1f} against its ANN's {row['snnbench_ann']:.1f} on the same "
+                         f"{row['documents']} documents: {diff['value']:+.1f} points, 95% CI [{diff['ci_low']:+.1f}, {diff['ci_high']:+.1f}], "
+                         f"{diff['verdict']}; the paper's {row['paper']} is a 3B model (levels not comparable, the ANN-vs-SNN gap is what this reproduces)")
+        else:
+            row.update({"snnbench_ann": math.nan, "snnbench_snn": math.nan, "snn_minus_ann": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                        "verdict": "not measured", "documents": 0})
+            notes.append(f"{bench}: not measured (the task did not finish in both modes; see the run folder)")
+        row["snnbench_scale"] = f"{model} (135M)"
         rows.append(row)
-    table = pd.DataFrame(rows)
-    for _, r in table.iterrows():
-        ann, snn = r["snnbench_ann"], r["snnbench_snn-fused"]
-        if math.isnan(ann) or math.isnan(snn):
-            notes.append(f"{r['benchmark']}: not measured (the task did not finish; see the run folder)")
-            continue
-        notes.append(
-            f"{r['benchmark']}: the SNN scores {snn:.1f} against its ANN's {ann:.1f} ({snn - ann:+.1f} points) on {r.get('snnbench_docs') or '?'} documents; "
-            f"the paper's {r['paper']} is a 3B model: the absolute levels are not comparable, the ANN-vs-SNN gap is what this reproduces"
-        )
-    return table, notes
+    return pd.DataFrame(rows), notes
 
 
 def reproduce_braintransformers(args: argparse.Namespace, say: Say) -> int:
-    options = EvalOptions(model=args.model, modes="ann,snn-fused", suite="braintransformers", limit=args.limit, max_gen_toks=args.max_gen_toks,
+    suite = "braintransformers" if args.full else "braintransformers-cpu"
+    options = EvalOptions(model=args.model, modes="ann,snn-fused", suite=suite, limit=args.limit, max_gen_toks=args.max_gen_toks,
                           results=args.results, meters=args.meters, batch_size=args.batch_size, max_length=args.max_length or None,
                           data_dir=args.data_dir or None)
     status, run = evaluate_run(options, say)
-    metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() and (run / "metrics.csv").stat().st_size > 1 else pd.DataFrame(columns=["task", "metric", "filter", "mode", "value", "documents"])
-    table, notes = braintransformers_table(metrics, args.limit, args.model)
-    notes.append(f"generation capped at {args.max_gen_toks} new tokens (a CPU budget): chain-of-thought tasks (BBH, GSM8K) score lower than uncapped")
+    paired = pd.read_csv(run / "paired.csv") if (run / "paired.csv").exists() and (run / "paired.csv").stat().st_size > 1 else pd.DataFrame()
+    table, notes = braintransformers_table(paired, args.model)
+    settings = read_json(run / "manifest.json")["settings"]
+    caps = sorted({t["max_gen_toks"] for t in settings["tasks"] if t["max_gen_toks"]})
+    if caps:
+        notes.append(f"generation capped at {', '.join(map(str, caps))} new tokens (a CPU budget): chain-of-thought tasks (BBH, GSM8K) score lower than uncapped")
+    notes.append("documents per benchmark: " + ", ".join(f"{t['task']} {t['limit'] or 'all'}{' per subtask' if t['task'] in ('snnbench_mmlu', 'snnbench_bbh') else ''}"
+                                                          for t in settings["tasks"]) + f" (suite {suite}; run {run})")
     if args.max_length:
         notes.append(f"contexts cut to their last {args.max_length} tokens (a CPU budget): long few-shot prompts lose their first exemplars")
-    notes.append(f"batch size {args.batch_size}: the SNN's greedy generations (BBH, GSM8K) depend on it, because float sums in another "
-                 "order move a few membrane inputs across a rounding boundary and the change grows through the KV cache")
-    _write(Path(args.out) / "braintransformers", "benchmarks", table, "BrainTransformers' benchmark table, paper vs snnbench", notes, say)
+    notes.append(f"batch size {args.batch_size}, {settings.get('torch_threads')} torch threads: the SNN's greedy generations (BBH, GSM8K) depend on both, "
+                 "because float sums in another order move a few membrane inputs across a rounding boundary and the change grows through the KV cache")
+    _write(Path(args.out) / "braintransformers", "benchmarks", table, "BrainTransformers' benchmark table, paper vs snnbench (paired, same documents)", notes, say)
     return status
 
 

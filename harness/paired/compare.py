@@ -8,7 +8,7 @@ every perplexity document). Differences are candidate minus reference.
 
 | kind | figures |
 |---|---|
-| choice, loglikelihood | accuracy difference (points, bootstrap CI, verdict), agreement, flips each way, exact McNemar p, gold log-likelihood difference per token (CI), KL(reference \\|\\| candidate) of the choice distributions (choice only, CI) |
+| choice, loglikelihood | accuracy difference (points, bootstrap CI, verdict), agreement, flips each way, exact McNemar p, the same for length-normalized accuracy where the task has it, gold log-likelihood difference per token (CI), KL(reference \\|\\| candidate) of the choice distributions (choice only, CI) |
 | rolling | nats-per-token difference (CI, verdict), perplexity ratio (CI) |
 | generation | exact-match difference (CI, verdict), answer agreement, flips, McNemar p |
 """
@@ -72,6 +72,14 @@ def _right_wrong_rows(scope: dict, docs: pd.DataFrame, margins: Margins, what: s
             _row(scope, "flips right -> wrong", "documents", value=down, documents=n)]
     agree = _agreement(docs)
     rows.append(_row(scope, "agreement", "share", bootstrap_mean(agree), documents=n))
+    if "correct_norm_ref" in docs and docs["correct_norm_ref"].notna().all() and docs["correct_norm_cand"].notna().all():
+        ref_n, cand_n = docs["correct_norm_ref"].to_numpy(float), docs["correct_norm_cand"].to_numpy(float)
+        normalized = right_wrong_difference(ref_n, cand_n)
+        up_n, down_n = int(((ref_n == 0) & (cand_n == 1)).sum()), int(((ref_n == 1) & (cand_n == 0)).sum())
+        rows += [_row(scope, "normalized accuracy difference", "points", normalized, documents=n, p_value=mcnemar_exact(up_n, down_n),
+                      decision=verdict(normalized, margins.accuracy_points, n)),
+                 _row(scope, "normalized accuracy reference", "points", value=100 * ref_n.mean(), documents=n),
+                 _row(scope, "normalized accuracy candidate", "points", value=100 * cand_n.mean(), documents=n)]
     return rows
 
 

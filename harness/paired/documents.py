@@ -74,7 +74,8 @@ def outcome(sample: dict[str, Any], encode: Encode) -> dict[str, Any]:
     resps = sample["filtered_resps"]
     kind = _kind(resps)
     row: dict[str, Any] = {"task": sample["task"], "doc_id": int(sample["doc_id"]), "filter": sample["filter"], "kind": kind,
-                           "prompt_hash": sample.get("prompt_hash"), "correct": _correct(sample)}
+                           "prompt_hash": sample.get("prompt_hash"), "correct": _correct(sample),
+                           "correct_norm": float(sample["acc_norm"]) if "acc_norm" in sample.get("metrics", []) else None}
     if kind == "choice":
         gold = int(sample["target"])
         context, continuation = sample["arguments"][gold][:2]
