@@ -5,7 +5,7 @@ of each side and of the per-repeat ratio.
 | # | module | what | ours | reference | ratio |
 |---|--------|------|------|-----------|-------|
 | 1 | throughput.py | evaluation throughput: (a) ARC-like loglikelihood, (b) rolling perplexity | adapter, ``ann`` | lm-eval's ``HFLM`` on the same weights | speed ours / reference |
-| 2 | throughput.py | the cost of being spiking in simulation, same requests | adapter, ``snn-fused`` | adapter, ``ann`` | speed |
+| 2 | throughput.py | the cost of being spiking in simulation, same requests: (a) ARC-like 25-shot, (b) rolling perplexity, (c) ARC-like 0-shot, (d) greedy generation at batch 1/4/8 with the op counters on | adapter, ``snn-fused`` | adapter, ``ann`` | speed |
 | 3 | operators.py | what exact simulation costs, per operator kind, same inputs | ``snn`` (time-stepped) | ``snn-fused`` | time snn / snn-fused |
 | 4 | instrumentation.py | instrumentation overhead (counters + the usable per-forward meters) | adapter with ``Accounting(count_ops=True, meters)`` | no counters, no meters | time on / off - 1 |
 | 5 | flops.py | model FLOP utilization of the ``ann`` forward on long sequences | analytic FLOPs / time | fp32 matmul peak measured in the run | MFU |

@@ -10,7 +10,7 @@ from .workload import Context
 
 
 def _run_requests(lm: Any, kind: str, reqs: list) -> list:
-    if kind == "arc":
+    if kind in ("arc", "arc0"):
         return lm.loglikelihood(reqs, disable_tqdm=True)
     return lm.loglikelihood_rolling(reqs, disable_tqdm=True)
 
@@ -21,7 +21,7 @@ def _max_diff(a: list, b: list) -> float:
     return max(abs(x - y) for x, y in zip(fa, fb))
 
 
-KIND_LABEL = {"arc": "ARC-like loglikelihood", "rolling": "rolling perplexity"}
+KIND_LABEL = {"arc": "ARC-like loglikelihood", "rolling": "rolling perplexity", "arc0": "0-shot ARC-like loglikelihood"}
 
 
 def _throughput_row(ctx: Context, row_id: str, title: str, kind: str, ours_lm: Any, ours_label: str, ref_lm: Any, ref_label: str,
@@ -59,8 +59,33 @@ def spiking_vs_float(ctx: Context) -> list[Row]:
     ann, fused = ctx.adapter("ann"), ctx.adapter("snn-fused")
     goal = Goal(">=", 0.8, ">= 0.8x")
     rows = [_throughput_row(ctx, f"2{s}", "adapter snn-fused vs ann", kind, fused, "snn-fused", ann, "ann", goal)
-            for s, kind in (("a", "arc"), ("b", "rolling"))]
+            for s, kind in (("a", "arc"), ("b", "rolling"), ("c", "arc0"))]
     for row in rows:
         row.notes[-1] = row.notes[-1].split("; max |")[0] + "; log-likelihoods differ by design (quantized model)"
     rows[0].notes.append(f"snn-fused model: {ctx._cache.get('spiking_calibration')}")
+    rows += [_generation_row(ctx, f"2d{batch}", batch, goal) for batch in ctx.sizes.gen_batches]
     return rows
+
+
+def _generation_row(ctx: Context, row_id: str, batch_size: int, goal: Goal) -> Row:
+    """Greedy generation at ``batch_size``: generated tokens per second, op counters on (as ``snnbench eval`` runs)."""
+    reqs = ctx.requests()["generate"]
+    sides = {mode: ctx.counted_adapter(mode, batch_size) for mode in ("snn-fused", "ann")}
+    generated: dict[str, int] = {}
+
+    def side(mode: str):
+        def run():
+            lm = sides[mode]
+            generated[mode] = sum(len(lm.tok_encode(text)) for text in lm.generate_until(reqs, disable_tqdm=True))
+        return timed(run)
+
+    t_snn, t_ann = paired_times(side("snn-fused"), side("ann"), ctx.repeats, warmup=False)  # long calls: no warm-up
+    speeds = {mode: [max(1, generated[mode]) / t for t in times] for mode, times in (("snn-fused", t_snn), ("ann", t_ann))}
+    row = Row(row_id, f"adapter snn-fused vs ann, greedy generation at batch {batch_size}",
+              Side("snn-fused", "tok/s", summarize(speeds["snn-fused"])), Side("ann", "tok/s", summarize(speeds["ann"])),
+              summarize(paired_ratios(speeds["snn-fused"], speeds["ann"])), "speed", "speed ratio", goal)
+    prompt_tokens = ctx.request_tokens(sides["ann"], "generate")
+    row.notes.append(f"{len(reqs)} prompts, {prompt_tokens:,} prompt tokens, up to {ctx.sizes.gen_tokens} new tokens each "
+                     f"(generated: ann {generated['ann']}, snn-fused {generated['snn-fused']}), batch size {batch_size}, op counters on "
+                     "as in snnbench eval; tokens/s counts generated tokens (prefill included in the time)")
+    return row

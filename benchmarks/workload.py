@@ -12,6 +12,7 @@ from lm_eval.api.instance import Instance
 from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers import models as tokenizer_models
 
+from harness.evaluation.accounting import Accounting
 from harness.evaluation.adapter import SNNBenchLM
 from harness.evaluation.options import CALIBRATION, CALIBRATION_BATCH
 from models.arch.llama import LlamaConfig, LlamaForCausalLM
@@ -41,12 +42,18 @@ class Sizes:
     train_seq: int | None
     neuron_T: int
     neuron_N: int
+    zero_shot_questions: int = 60  # 0-shot ARC-like questions (4 short answers each)
+    gen_prompts: int = 8  # greedy generation: prompts, their words, tokens generated, batch sizes
+    gen_words: int = 300
+    gen_tokens: int = 16
+    gen_batches: tuple[int, ...] = (1, 4, 8)
 
 
 FULL = Sizes(arc_questions=4, arc_shots=25, docs=3, doc_words=1500, max_length=1024, mfu_lengths=(1024, 2048), peak_n=2048,
              op_tokens=64, op_min_seconds=0.5, train_batch=None, train_seq=None, neuron_T=127, neuron_N=16384)
 QUICK = Sizes(arc_questions=2, arc_shots=5, docs=2, doc_words=200, max_length=256, mfu_lengths=(128, 256), peak_n=256,
-              op_tokens=8, op_min_seconds=0.02, train_batch=4, train_seq=32, neuron_T=31, neuron_N=1024)
+              op_tokens=8, op_min_seconds=0.02, train_batch=4, train_seq=32, neuron_T=31, neuron_N=1024,
+              zero_shot_questions=4, gen_prompts=4, gen_words=30, gen_tokens=4, gen_batches=(1, 4))
 
 WORDS = (
     "the of and to in is was that for on with as by at from his her they were which this have had are one their not but "
@@ -172,6 +179,9 @@ class Context:
             self._cache["requests"] = {
                 "arc": instances("loglikelihood", arc_like_requests(s.arc_questions, s.arc_shots, self.seed), "bench_arc_like"),
                 "rolling": instances("loglikelihood_rolling", [(d,) for d in documents(s.docs, s.doc_words, self.seed + 1)], "bench_rolling"),
+                "arc0": instances("loglikelihood", arc_like_requests(s.zero_shot_questions, 0, self.seed + 2), "bench_arc_zero_shot"),
+                "generate": instances("generate_until", [(d, {"until": ["\n\n\n\n"], "max_gen_toks": s.gen_tokens, "do_sample": False})
+                                                         for d in documents(s.gen_prompts, s.gen_words, self.seed + 3)], "bench_generate"),
             }
         return self._cache["requests"]
 
@@ -180,7 +190,7 @@ class Context:
         key = f"tokens_{kind}"
         if key not in self._cache:
             reqs = self.requests()[kind]
-            if kind == "arc":
+            if kind in ("arc", "arc0"):
                 self._cache[key] = sum(len(lm.tok_encode(r.args[0])) + len(lm.tok_encode(r.args[1])) for r in reqs)
             else:
                 self._cache[key] = sum(len(lm.tok_encode(r.args[0])) for r in reqs)
@@ -193,8 +203,16 @@ class Context:
             if mode == "snn-fused":
                 loaded, how = spiking_twin(self.loaded, " ".join(documents(2, 1200, self.seed + 7)))
                 self._cache["spiking_calibration"] = how
+            self._cache[f"loaded_{mode}"] = loaded
             self._cache[key] = SNNBenchLM(model=loaded, batch_size=self.batch_size, max_length=self.sizes.max_length, device="cpu")
         return self._cache[key]
+
+    def counted_adapter(self, mode: str, batch_size: int) -> SNNBenchLM:
+        """The ``mode`` model (the same weights as ``adapter(mode)``) at ``batch_size``, its op counters on as in ``snnbench eval``."""
+        self.adapter(mode)
+        loaded = self._cache[f"loaded_{mode}"]
+        return SNNBenchLM(model=loaded, batch_size=batch_size, max_length=self.sizes.max_length, device="cpu",
+                          accounting=Accounting(loaded.model, meters=[], count_ops=True))
 
     def hflm(self):
         if "hflm" not in self._cache:

@@ -314,7 +314,9 @@ def test_every_energy_figure_reaches_the_tables_and_the_report(setup, monkeypatc
 
     report = build_report([run], "energy", setup / "reports")
     md = (report / "report.md").read_text()
-    assert "estimated J, codecarbon:cpu+ram (TDP estimate" in md and "measured J, scripted-gpu (energy above idle)" in md
+    assert "estimated mJ/token, codecarbon:cpu+ram (TDP estimate" in md and "measured mJ/token, scripted-gpu (energy above idle)" in md
+    cost = pd.read_csv(report / "tables" / "cost_by_task.csv")  # joules in the CSV, per token in the page
+    assert "estimated J, codecarbon:cpu+ram (TDP estimate, cpu_load mode)" in cost.columns
     assert (report / "tables" / "energy.csv").read_text().count("codecarbon") == 2
 
 

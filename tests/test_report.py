@@ -202,3 +202,17 @@ def test_report_into_an_unwritable_folder_is_one_line_before_any_work(tmp_path, 
     assert main(["report", str(_eval_run(tmp_path)), "--out", str(tmp_path / "file" / "reports")]) == 2
     err = capsys.readouterr().err
     assert "--out" in err and "cannot write there" in err and err.count("\n") == 1
+
+
+def test_display_tables_read_in_units():
+    """Counts shown in one SI unit per column, energy in millijoules per token; the CSV keeps raw values."""
+    import pandas as pd
+
+    from harness.report.build import per_token_millijoules, readable_counts
+
+    table = pd.DataFrame({"tokens": [1000, 0], "Effective_MACs": [3.265e11, 7.4e9], "spikes": [12, 0], "estimated J, synops:x": [0.75, 0.1]})
+    shown = readable_counts(table, ["Effective_MACs", "spikes"])
+    assert list(shown.columns) == ["tokens", "Effective_MACs (G)", "spikes", "estimated J, synops:x"]
+    assert list(shown["Effective_MACs (G)"]) == [326.5, 7.4] and list(shown["spikes"]) == [12, 0]
+    energy = per_token_millijoules(table, ["estimated J, synops:x"])
+    assert energy["estimated mJ/token, synops:x"].iloc[0] == 0.75 and pd.isna(energy["estimated mJ/token, synops:x"].iloc[1])

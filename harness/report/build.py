@@ -110,6 +110,29 @@ def cost_table(cost: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["model", "task", "run", "mode"]).reset_index(drop=True)
 
 
+SI_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def readable_counts(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """For display: each count column in one SI unit chosen by its largest value ("Effective_MACs (G)": 326.5)."""
+    out = table.copy()
+    for column in columns:
+        largest = out[column].abs().max()
+        scale, prefix = next(((v, p) for v, p in SI_PREFIXES if largest >= v), (1.0, ""))
+        if prefix:
+            out[column] = (out[column] / scale).map(lambda v: float(f"{v:.4g}"))
+            out = out.rename(columns={column: f"{column} ({prefix})"})
+    return out
+
+
+def per_token_millijoules(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """For display: energy columns in millijoules per token ("estimated J, x" -> "estimated mJ/token, x")."""
+    out = table.copy()
+    for column in columns:
+        out[column] = (1000 * out[column] / out["tokens"].where(out["tokens"] > 0)).map(lambda v: float(f"{v:.4g}"))
+    return out.rename(columns={c: c.replace(" J,", " mJ/token,", 1) for c in columns})
+
+
 def _evaluation(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:
     metrics = results.metrics_frame()
     if metrics.empty:
@@ -132,11 +155,14 @@ def _evaluation(results: Results, out: Path, blocks: list[Block], tables: dict[s
         table = cost_table(cost)
         keys = ["run", "mode", "task", "tokens"] if table["model"].nunique() == 1 else ["run", "model", "mode", "task", "tokens"]
         counted = [c for c in ("seconds", "spikes", "Effective_ACs", "Effective_MACs", "float_ops") if c in table]
-        blocks.append(("p", "What each task cost, per mode: time of the model forwards and the counted operations."))
-        blocks.append(("table", table[keys + counted]))
-        blocks.append(("p", "Its energy in joules. Measured joules come from a meter (raw, and above the idle power where it was measured), "
-                            "estimated joules from counted operations under a preset or from CodeCarbon's TDP fallback; each column names its kind and source."))
-        blocks.append(("table", table[keys + [c for c in table.columns if c not in keys and c not in counted and c != "model"]]))
+        blocks.append(("p", "What each task cost, per mode: time of the model forwards and the counted operations "
+                            "(in the unit each column names; exact counts in tables/cost_by_task.csv)."))
+        blocks.append(("table", readable_counts(table[keys + counted], [c for c in counted if c != "seconds"])))
+        joules = [c for c in table.columns if c not in keys and c not in counted and c != "model"]
+        blocks.append(("p", "Its energy per token, in millijoules. Measured joules come from a meter (raw, and above the idle power where it was measured), "
+                            "estimated joules from counted operations under a preset or from CodeCarbon's TDP fallback; each column names its kind and "
+                            "source (totals in joules in tables/cost_by_task.csv)."))
+        blocks.append(("table", per_token_millijoules(table[keys + joules], joules)))
         _write_table(out, "cost", cost.sort_values(["run", "model", "mode", "suite_task", "task", "kind", "source", "quantity"]).reset_index(drop=True), tables)
         _write_table(out, "cost_by_task", table, tables)
     energy = results.energy_frame()
