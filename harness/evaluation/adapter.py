@@ -158,11 +158,15 @@ class SNNBenchLM(TemplateLM):
         self.batch_size = int(batch_size) if str(batch_size) != "auto" else 8
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.max_length = int(max_length or self.model.config.max_position_embeddings)
+        self.use_context_window(max_length)
         self.max_gen_toks = int(max_gen_toks)
         self.mode_name = self.model.mode
         self.accounting = accounting or Accounting(self.model, meters=[], count_ops=False)
         self._task_of: list[str] = []
+
+    def use_context_window(self, max_length: int | None) -> None:
+        """Score and generate within the last ``max_length`` tokens (None: the model's own window)."""
+        self.max_length = int(max_length or self.model.config.max_position_embeddings)
 
     # ---------------------------------------------------------------- built by lm-eval: load, convert, wrap
 
@@ -267,11 +271,10 @@ class SNNBenchLM(TemplateLM):
         shared = {i for members in groups.values() for i in members}
         bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="loglikelihood")
         for context, members in sorted(groups.items(), key=lambda g: -len(g[0])):
-            if len(members) > 1:
-                for i, answer in zip(members, self._score_shared_context(list(context), [requests[i][2] for i in members], tasks[members[0]])):
-                    results[i] = answer
-                    self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
-                bar.update(len(members))
+            for i, answer in zip(members, self._score_shared_context(list(context), [requests[i][2] for i in members], tasks[members[0]])):
+                results[i] = answer
+                self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+            bar.update(len(members))
         rest = [i for i in range(len(requests)) if i not in shared]
         for i, answer in zip(rest, self._score_batched([requests[i] for i in rest], [tasks[i] for i in rest], bar)):
             results[i] = answer

@@ -92,7 +92,7 @@ def run_task(lm: SNNBenchLM, accounting: Accounting, task: SuiteTask, folder: Pa
     for meter in plan.per_task:
         meter.start()
     started = time.perf_counter()
-    lm.max_length = task.context_window(options.max_length) or lm.model.config.max_position_embeddings
+    lm.use_context_window(task.context_window(options.max_length))
     results = _evaluate(lm, task, task.limit_under(options.limit), options.seed, plan.manager, task.generation(options.max_gen_toks))
     wall = time.perf_counter() - started
     readings = [meter.stop() for meter in plan.per_task]
