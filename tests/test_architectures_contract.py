@@ -19,6 +19,7 @@ from models.audit import audit_conversion
 from models.convert import convert
 from models.load import load_checkpoint, save_checkpoint
 from models.spiking import OpCounter
+from models.spiking.quant import make_quantizers_learnable, quantizer_parameters
 from tests.tiny_models import TINY, same_weights, tiny_model
 
 ARCHS = list(ARCHITECTURES)
@@ -238,6 +239,12 @@ def test_qat_trains_with_straight_through_gradients(arch):
     logits, _ = model(ids, mask)
     assert type(model.lm_head).__name__ == "QSynapsis"
     logits.logsumexp(-1).mean().backward()
+    assert [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    # the quantizers' clips and smoothing factors stay fixed unless a fine-tuning lets them learn
+    assert all(not p.requires_grad for p in quantizer_parameters(model))
+    make_quantizers_learnable(model)
+    model.zero_grad()
+    model(ids, mask)[0].logsumexp(-1).mean().backward()
     assert [name for name, p in model.named_parameters() if p.grad is None] == []
 
 

@@ -381,3 +381,44 @@ def test_compare_two_modes_of_runs_document_by_document(setup, capsys):
     pd.testing.assert_frame_equal(compared, within)  # the same figures as the run's own paired.csv
     assert main(["compare", f"{run}:qat", f"{run}:ann"]) == 2
     assert "has no mode 'qat'" in capsys.readouterr().err
+
+
+def _fine_tune(root, steps=2):
+    """A 2-step quantization-aware fine-tuning of the registry's smollm2-135m (a tiny GGUF here) in results/train."""
+    from models.arch.spiking_config import SpikingConfig
+    from models.load import load_model
+    from models.train.config import TrainConfig
+    from models.train.finetune import FineTuner
+
+    from harness.evaluation.identity import model_identity
+
+    init = load_model("smollm2-135m")
+    config = TrainConfig(data="webtext", seq_len=8, batch_size=2, max_steps=steps, warmup_steps=0, eval_interval=steps, eval_tokens=32,
+                         eval_stride=8, checkpoint_interval=steps, test_tokens=32, distill=1.0, learn_quantizers=True, calibration_tokens=16)
+    out = root / "results" / "train" / "smollm2-135m-qat-b8"
+    FineTuner(init, model_identity(init.source, init.name), config, out, SpikingConfig(bits=8, linear_granularity="smoothed",
+              norm_granularity="smoothed"), device="cpu").run(progress=False)
+    return out / "checkpoint"
+
+
+def test_the_spiking_modes_can_come_from_a_fine_tuned_checkpoint(setup, capsys):
+    checkpoint = _fine_tune(setup).relative_to(setup)  # results/train/... under the working folder
+    assert main(with_flag(ARGS, "--snn-from", "auto")) == 0
+    printed = capsys.readouterr().out
+    assert f"spiking modes: the fine-tuned checkpoint {checkpoint}" in printed
+    run = setup / "results" / "r1"
+    settings = json.loads((run / "manifest.json").read_text())["settings"]
+    assert settings["conversion"] is None and settings["snn_from"]["path"] == str(checkpoint.resolve())
+    assert json.loads((run / "snn-fused" / "conversion.json").read_text())["fine_tuned_checkpoint"] == str(checkpoint)
+    # the same run id with the calibrated conversion instead is another run: never mixed
+    assert main(ARGS) == 2
+    assert "holds a run with other settings" in capsys.readouterr().err
+
+
+def test_a_checkpoint_not_fine_tuned_from_the_model_is_refused(setup, capsys):
+    from models.load import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(_fine_tune(setup))
+    save_checkpoint(loaded.model, setup / "other", loaded.tokenizer)  # no record of where it started
+    assert main(with_flag(ARGS, "--snn-from", str(setup / "other"))) == 2
+    assert "was not fine-tuned from --model smollm2-135m (it started from no recorded model)" in capsys.readouterr().err

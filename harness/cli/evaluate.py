@@ -23,6 +23,9 @@ def add_parser(commands) -> None:
     p.add_argument("--bits", type=int, default=DEFAULT.bits, help="bit width of the conversion to a spiking mode (2..16)")
     p.add_argument("--time-steps", type=int, default=DEFAULT.time_steps, help="time steps T (default: the largest the bit width allows, 2^(bits-1)-1)")
     p.add_argument("--granularity", default=DEFAULT.granularity, choices=["token", "smoothed", "channel", "tensor"])
+    p.add_argument("--snn-from", default=DEFAULT.snn_from, metavar="CHECKPOINT|auto",
+                   help="the spiking modes come from this quantization-aware fine-tuning of --model (snnbench train --init ... /checkpoint) "
+                        "instead of a calibrated conversion; auto: the best finished one at --bits in results/train, else the conversion")
     p.add_argument("--batch-size", type=int, default=DEFAULT.batch_size)
     p.add_argument("--max-length", type=int, default=DEFAULT.max_length, help="context length (default: the model's)")
     p.add_argument("--device", default=DEFAULT.device, help="cpu, cuda or cuda:<index> (default: cuda when available)")

@@ -17,6 +17,9 @@ def add_parser(commands) -> None:
     p.add_argument("--max-gen-toks", type=int, default=None, help="braintransformers: cap on generated tokens (default: the suite's own)")
     p.add_argument("--max-length", type=int, default=None, help="braintransformers: cap the context (tokens) for CPU budgets")
     p.add_argument("--batch-size", type=int, default=8, help="braintransformers: sequences per forward (lower it when long prompts fill memory)")
+    p.add_argument("--snn-from", default="auto", metavar="CHECKPOINT|auto|none",
+                   help="braintransformers: the SNN's source: a fine-tuned checkpoint of --model, auto (the best finished fine-tuning in "
+                        "results/train, else the calibrated conversion) or none (always the conversion)")
     p.add_argument("--meters", default="auto")
     p.add_argument("--from", dest="from_dir", default=None, help="braingpt / neurtransformer: the folder their own command wrote (default results/braingpt, results/neurtransformer)")
     p.add_argument("--stage3", default=None, help="braingpt: a `snnbench stdp` folder of a BrainGPT QAT checkpoint (Tables 2 and 3)")

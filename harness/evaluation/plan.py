@@ -19,7 +19,7 @@ from lm_eval.tasks import TaskManager
 from lm_eval.tasks._index import Kind
 
 from models.arch.spiking_config import MODES, SpikingConfig
-from models.load import LoadedModel, load_model
+from models.load import LoadedModel, load_model, read_config
 from models.train.distributed import distributed
 from tasks import loader
 from tasks.datasets import DATASETS, is_present, set_status
@@ -28,6 +28,7 @@ from tasks.files import check_writable
 
 from ..energy import EnergyMeter, EnergyPreset, load_presets, select_meters
 from ..runs import read_json
+from ..finetuned import TRAIN_ROOT, best_finetuned
 from .identity import check_run_id, default_run_id, eval_settings, model_identity
 from .options import CALIBRATION, EvalOptions
 from .suites import SuiteTask, resolve_suite
@@ -187,6 +188,7 @@ class EvalPlan:
     per_forward: list[EnergyMeter] = field(default_factory=list)
     per_task: list[EnergyMeter] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    spiking_source: LoadedModel | None = None  # --snn-from: the fine-tuned model the spiking modes run
 
 
 def plan_eval(options: EvalOptions) -> EvalPlan:
@@ -211,15 +213,51 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
     if base_mode != "ann" and "ann" in modes:
         raise ValueError(f"model {options.model!r} is a converted model in mode {base_mode}; it runs as qat, snn or snn-fused, not ann "
                          "(evaluate the float model it came from for the ANN)")
-    if base_mode == "ann" and any(m != "ann" for m in modes) and not is_present(DATASETS[CALIBRATION["data"]], data_dir()):
+    identity = model_identity(loaded.source, loaded.name)
+    spiking_source, source_note = snn_source(options, loaded, identity, modes)
+    converts = base_mode == "ann" and spiking_source is None and any(m != "ann" for m in modes)
+    if converts and not is_present(DATASETS[CALIBRATION["data"]], data_dir()):
         raise ValueError(f"converting to a spiking mode calibrates on '{CALIBRATION['data']}', which is not built; "
                          f"run `snnbench data fetch {CALIBRATION['data']}`")
     rank, world = distributed()
     if world > 1 and device == "cuda":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    identity = model_identity(loaded.source, loaded.name)
+    if spiking_source is not None:
+        spiking = spiking_source.model.spiking.with_mode("snn-fused")
     settings = eval_settings(options, identity, modes, tasks, spiking, base_mode, device, presets)
+    if spiking_source is not None:
+        settings["conversion"] = None
+        settings["snn_from"] = {**model_identity(spiking_source.source, spiking_source.name), "bits": spiking.bits, "time_steps": spiking.T}
     run_id = options.run_id or default_run_id(f"{loaded.name}__{options.suite or '+'.join(t.task for t in tasks)}__{'-'.join(modes)}", settings)
-    plan = EvalPlan(loaded, modes, tasks, manager, spiking, device, presets, settings, Path(options.results) / run_id, rank, world)
+    plan = EvalPlan(loaded, modes, tasks, manager, spiking, device, presets, settings, Path(options.results) / run_id, rank, world,
+                    spiking_source=spiking_source)
     plan.notes.append(f"model {identity['path']} (sha256 {identity['sha256'][:12]})")
+    if source_note:
+        plan.notes.append(source_note)
     return plan
+
+
+def snn_source(options: EvalOptions, loaded: LoadedModel, identity: dict[str, str], modes: list[str]) -> tuple[LoadedModel | None, str | None]:
+    """The fine-tuned checkpoint the spiking modes run (``--snn-from``), checked to come from ``--model``, and a note saying
+    where the spiking modes come from; (None, note) when they come from a calibrated conversion."""
+    spiking_modes = [m for m in modes if m != "ann"]
+    if options.snn_from in (None, "none") or not spiking_modes or loaded.model.mode != "ann":
+        if options.snn_from not in (None, "none") and loaded.model.mode != "ann":
+            raise ValueError(f"--snn-from needs the float model as --model; {options.model!r} is in mode {loaded.model.mode}")
+        return None, None
+    if options.snn_from == "auto":
+        best = best_finetuned(identity, options.bits)
+        if best is None:
+            return None, (f"spiking modes: calibrated conversion at {options.bits} bits (no finished fine-tuning of {loaded.name} at "
+                          f"{options.bits} bits in {TRAIN_ROOT}; snnbench train --init {options.model} --bits {options.bits} makes one)")
+        path = best.checkpoint
+    else:
+        path = Path(options.snn_from)
+    source = load_model(str(path))
+    if source.model.mode == "ann":
+        raise ValueError(f"--snn-from {path}: a float model; give the checkpoint of a snnbench train --init run (mode qat)")
+    init = read_config(Path(source.source)).get("training", {}).get("identity", {}).get("init", {}) if Path(source.source).is_dir() else {}
+    if init.get("sha256") != identity["sha256"]:
+        raise ValueError(f"--snn-from {path}: was not fine-tuned from --model {options.model} "
+                         f"(it started from {init.get('name', 'no recorded model')}); give a fine-tuning of {options.model}")
+    return source, f"spiking modes: the fine-tuned checkpoint {path} ({source.model.spiking.bits} bits, T={source.model.spiking.T}), not a calibrated conversion"

@@ -183,6 +183,8 @@ def _run(plan: EvalPlan, options: EvalOptions, say: Say) -> int:
     _start(plan, options, say)
     pending_by_mode = {mode: [t for t in plan.tasks if not finished(root / mode / t.task)] for mode in plan.modes}
     plan.loaded.model.to(pick_device(plan.device, plan.world))  # calibrate and run on this rank's device
+    if plan.spiking_source is not None:
+        plan.spiking_source.model.to(pick_device(plan.device, plan.world))
     failures = 0
     started = time.perf_counter()
     for mode in plan.modes:
@@ -192,11 +194,13 @@ def _run(plan: EvalPlan, options: EvalOptions, say: Say) -> int:
                 say(f"  {mode}: all {len(plan.tasks)} tasks already done")
             continue
         calibration = corpus_batches(plan.loaded.tokenizer, CALIBRATION["data"], CALIBRATION["tokens"], CALIBRATION["window"], CALIBRATION_BATCH)
-        ready = in_mode(plan.loaded, mode, plan.spiking, calibration)
+        source = plan.spiking_source if (plan.spiking_source is not None and mode != "ann") else plan.loaded
+        ready = in_mode(source, mode, plan.spiking, calibration)
         accounting = Accounting(ready.model, meters=plan.per_forward, count_ops=True)
         lm = SNNBenchLM(model=ready, batch_size=options.batch_size, device=plan.device, max_length=options.max_length, accounting=accounting)
         if plan.rank == 0 and mode != plan.loaded.model.mode:
-            atomic_write_json(root / mode / "conversion.json", {"mode": mode, "spiking": lm.model.spiking.to_dict(), "calibration": CALIBRATION})
+            origin = {"fine_tuned_checkpoint": source.source} if source is not plan.loaded else {"calibration": CALIBRATION}
+            atomic_write_json(root / mode / "conversion.json", {"mode": mode, "spiking": lm.model.spiking.to_dict(), **origin})
         for task in pending:
             failures += _run_one(lm, accounting, task, root / mode / task.task, plan, options, mode, say)
         accounting.close()

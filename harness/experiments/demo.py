@@ -2,7 +2,10 @@
 
 verify the spiking core -> fetch the data -> train the tiny Llama with QAT on Penn Treebank (and
 convert it to the SNN, losslessly) -> STDP (stage 3) -> convert SmolLM2-135M (stage 2) -> evaluate
-SmolLM2's ANN and SNN side by side on a slice of every suite, with energy -> one HTML report.
+SmolLM2's ANN and SNN side by side on a slice of every suite, with energy -> one HTML report. The SNN
+evaluated is the best finished quantization-aware fine-tuning of SmolLM2 at 8 bits in results/train
+when one exists (``snnbench train --init smollm2-135m``), else the calibrated conversion; the eval
+step says which.
 Every step resumes if the demo is run again; the last line says where the report is.
 """
 
@@ -24,7 +27,7 @@ def steps(root: Path, train_steps: int, limit: int | None = None, max_gen_toks: 
         ("train the tiny Llama (QAT) on PTB", ["train", "--arch", "llama", "--mode", "qat", "--config", "tiny", "--max-steps", str(train_steps), "--out", str(train)]),
         ("stage 3: STDP on the tiny SNN", ["stdp", "--checkpoint", str(train / "checkpoint"), "--out", str(root / "stdp-llama")]),
         ("stage 2: convert SmolLM2-135M", ["convert", "--model", "smollm2-135m", "--bits", "8", "--out", str(root / "convert-smollm2")]),
-        ("evaluate SmolLM2 ANN and SNN", ["eval", "--model", "smollm2-135m", "--modes", "ann,snn-fused", "--suite", "demo",
+        ("evaluate SmolLM2 ANN and SNN", ["eval", "--model", "smollm2-135m", "--modes", "ann,snn-fused", "--suite", "demo", "--snn-from", "auto",
                                           *(["--limit", str(limit)] if limit else []), *(["--max-gen-toks", str(max_gen_toks)] if max_gen_toks else []),
                                           "--results", str(root), "--run-id", "eval-smollm2"]),
         ("write the report", ["report", str(root / "eval-smollm2"), str(train), str(root / "convert-smollm2"), str(root / "stdp-llama"),

@@ -82,11 +82,16 @@ def reproduce_braintransformers(args: argparse.Namespace, say: Say) -> int:
     suite = "braintransformers" if args.full else "braintransformers-cpu"
     options = EvalOptions(model=args.model, modes="ann,snn-fused", suite=suite, limit=args.limit, max_gen_toks=args.max_gen_toks,
                           results=args.results, meters=args.meters, batch_size=args.batch_size, max_length=args.max_length or None,
-                          data_dir=args.data_dir or None)
+                          data_dir=args.data_dir or None, snn_from=args.snn_from)
     status, run = evaluate_run(options, say)
     paired = pd.read_csv(run / "paired.csv") if (run / "paired.csv").exists() and (run / "paired.csv").stat().st_size > 1 else pd.DataFrame()
     table, notes = braintransformers_table(paired, args.model)
     settings = read_json(run / "manifest.json")["settings"]
+    source = settings.get("snn_from")
+    notes.insert(0, f"SNN: the quantization-aware fine-tuning {source['path']} ({source['bits']} bits, T={source['time_steps']}; stage 1, then the "
+                    "lossless conversion)" if source else
+                    f"SNN: the calibrated conversion of {args.model} at {settings['conversion']['bits']} bits (no fine-tuned model used; "
+                    f"snnbench train --init {args.model} makes one, and --snn-from auto picks it up)")
     caps = sorted({t["max_gen_toks"] for t in settings["tasks"] if t["max_gen_toks"]})
     if caps:
         notes.append(f"generation capped at {', '.join(map(str, caps))} new tokens (a CPU budget): chain-of-thought tasks (BBH, GSM8K) score lower than uncapped")

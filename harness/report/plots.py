@@ -107,6 +107,43 @@ def pareto(metrics: pd.DataFrame, energy: pd.DataFrame, path: Path, preset: str)
     )
 
 
+def frontier(table: pd.DataFrame, path: Path, data: str, presets: list[str], model: str) -> str | None:
+    """Perplexity on ``data`` against estimated energy per token, one panel per preset: a line per kind of SNN
+    (conversion alone, fine-tuned; each before and after stage 3) through its bit widths, labelled with the
+    time steps, and the float model as a star with a dotted line at its perplexity."""
+    column = f"perplexity_{data}"
+    if table.empty or column not in table:
+        return None
+    styles = {"ptq": ("o", "-", "tab:blue", "calibrated conversion (PTQ)"), "finetuned": ("s", "-", "tab:red", "QAT fine-tuned"),
+              "ptq-stdp": ("o", "--", "tab:cyan", "PTQ + stage 3"), "finetuned-stdp": ("s", "--", "tab:orange", "fine-tuned + stage 3")}
+    spiking = table[table["row"] != "ann"].assign(kind=lambda f: f["row"].str.split("-", n=1).str[1])
+    ann = table[table["row"] == "ann"]
+    fig, axes = plt.subplots(1, len(presets), figsize=(5.2 * len(presets), 4.4), squeeze=False)
+    for ax, preset in zip(axes[0], presets):
+        energy = f"mj_per_token_{preset}"
+        for kind, (marker, line, color, label) in styles.items():
+            part = spiking[spiking["kind"] == kind].sort_values("bits")
+            part = part[np.isfinite(part[column]) & (part[energy] > 0)]
+            if part.empty:
+                continue
+            ax.plot(part[energy], part[column], marker=marker, linestyle=line, color=color, label=label)
+            for _, row in part.iterrows():
+                steps = row["mean_window"] if kind.endswith("stdp") else row["time_steps"]
+                ax.annotate(f"b{int(row['bits'])} T={steps:.0f}", (row[energy], row[column]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        if not ann.empty:
+            ax.scatter(ann[energy], ann[column], marker="*", s=160, color="black", zorder=5, label="float model (ANN)")
+            ax.axhline(float(ann[column].iloc[0]), color="black", linestyle=":", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"estimated energy per token, mJ ({preset}, arithmetic only)")
+        ax.set_ylabel(f"perplexity on {data} (lower is better)")
+        ax.set_title(model, fontsize=9)
+        ax.legend(fontsize=7)
+    save(fig, path)
+    return (f"Perplexity on {data} against estimated energy per token for {model}: each bit width's SNN from a calibrated conversion "
+            "and from quantization-aware fine-tuning, before and after stage 3, labelled with its time steps; the star is the float model.")
+
+
 def convergence(curves: dict[str, pd.DataFrame], path: Path) -> str | None:
     """Validation perplexity (and training loss) against step for each training run."""
     curves = {k: v for k, v in curves.items() if not v.empty and "step" in v}

@@ -165,8 +165,12 @@ class CausalLM(nn.Module):
         return torch.stack(out, dim=1)
 
     def num_parameters(self) -> int:
-        """Parameters counted once (tied embeddings are one matrix)."""
-        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+        """The network's parameters counted once (tied embeddings are one matrix); the quantizers' clips and
+        smoothing factors are settings of the coding, not counted."""
+        from models.spiking.quant import quantizer_parameters
+
+        coding = {id(p) for p in quantizer_parameters(self)}
+        return sum(p.numel() for i, p in {id(p): p for p in self.parameters()}.items() if i not in coding)
 
 
 def declared_keys(model: nn.Module, attribute: str) -> set[str]:

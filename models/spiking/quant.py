@@ -10,7 +10,9 @@ neuron's: T <= 2^(b-1) - 1 time steps, default the largest.
 
 Scales are never computed over a whole batch:
 - ``token``: dynamic, s = clip * max|x| / T over the feature dimension of each token, so a
-  sequence's output does not depend on what else is in the batch;
+  sequence's output does not depend on what else is in the batch; ``clip`` is a parameter
+  (the spec's value at first) that quantization-aware fine-tuning may learn (LSQ-style
+  gradient through the straight-through round), clipping each token's outliers;
 - ``channel``: static, one calibrated (and trainable) scale per feature;
 - ``tensor``: static, one calibrated (and trainable) scale;
 - ``smoothed``: dynamic per token after dividing each channel by a calibrated factor
@@ -34,6 +36,8 @@ from torch import nn
 from .checks import check_bits, check_finite, check_time_steps, max_level
 
 GRANULARITIES = ("token", "channel", "tensor", "smoothed", "integer")
+MIN_CLIP = 1e-3  # a learned clip below this would code every token with a handful of its values
+MIN_FACTOR = 1e-4  # smoothing factors stay positive whatever fine-tuning does to them
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,12 @@ class _RoundSTE(torch.autograd.Function):
         return grad * inside, None
 
 
-def token_scale(x: torch.Tensor, time_steps: int, clip: float = 1.0, dim: int = -1) -> torch.Tensor:
-    """Per-token scale clip * max|x| / T along ``dim`` (kept as size 1); 1 where a token is all zero."""
+def token_scale(x: torch.Tensor, time_steps: int, clip: float | torch.Tensor = 1.0, dim: int = -1) -> torch.Tensor:
+    """Per-token scale clip * max|x| / T along ``dim`` (kept as size 1); 1 where a token is all zero.
+    A tensor ``clip`` (a learned one) keeps its gradient; max|x| never has one."""
     amax = x.detach().abs().amax(dim=dim, keepdim=True)
+    if torch.is_tensor(clip):
+        clip = clip.to(amax.dtype)
     scale = amax * clip / time_steps
     return torch.where(scale > 0, scale, torch.ones_like(scale))
 
@@ -132,10 +139,16 @@ class Quantizer(nn.Module):
     ``counts(x)`` gives (n, s) with x ~= s * n and n integer-valued in [-T, T]; ``forward``
     returns s * n with a straight-through gradient (quantization-aware training). Static
     scales (``channel``/``tensor``) are learned parameters and must be calibrated first.
+    The dynamic granularities (``token``, ``smoothed``) have a ``clip`` parameter and
+    ``smoothed`` its per-channel ``factor``: calibration sets them, and they stay fixed unless a
+    fine-tuning makes them trainable (``learned_quantizer_parameters``). Every mode reads the
+    scale from here, so whatever is learned converts losslessly.
     ``dim`` is the feature dimension a per-token scale reduces over.
     """
 
-    mode_state = ("calibrated", "observed_absmax", "scale", "factor")  # only quantized operators have it
+    # only quantized operators have it; a checkpoint written before ``clip`` existed loads with the spec's clip
+    mode_state = ("calibrated", "observed_absmax", "scale", "factor", "clip")
+    learnable = ("clip", "factor")  # the parameters fine-tuning may learn (fixed by default)
 
     def __init__(self, spec: QuantSpec, num_features: int | None = None, dim: int = -1) -> None:
         super().__init__()
@@ -150,7 +163,9 @@ class Quantizer(nn.Module):
         else:
             self.scale = None
         if spec.granularity == "smoothed":
-            self.register_buffer("factor", torch.ones(num_features))
+            self.factor = nn.Parameter(torch.ones(num_features), requires_grad=False)
+        if spec.dynamic:
+            self.clip = nn.Parameter(torch.tensor(float(spec.clip)), requires_grad=False)
         self.register_buffer("calibrated", torch.tensor(spec.granularity in ("token", "integer")))
         self.register_buffer("observed_absmax", torch.zeros((num_features,) if per_channel else ()))
 
@@ -201,14 +216,18 @@ class Quantizer(nn.Module):
         """(per-token part or None, static part or None) of the scale of ``x``; their product is ``scale_for(x)``."""
         g = self.spec.granularity
         if g == "token":
-            return token_scale(x, self.T, self.spec.clip, self.dim), None
+            return token_scale(x, self.T, self.clip_value(), self.dim), None
         if g == "integer":
             return None, None
         self._check_calibrated(x)
         if g == "smoothed":
-            factor = self.factor.to(x.dtype)
-            return token_scale(x / factor, self.T, self.spec.clip, self.dim), factor
+            factor = self.factor.abs().clamp_min(MIN_FACTOR).to(x.dtype)
+            return token_scale(x / factor, self.T, self.clip_value(), self.dim), factor
         return None, self.scale.abs().to(x.dtype)
+
+    def clip_value(self) -> torch.Tensor:
+        """The clip of a dynamic scale, kept above ``MIN_CLIP`` (a learned clip may wander; the sign is not its)."""
+        return self.clip.abs().clamp_min(MIN_CLIP)
 
     def scale_for(self, x: torch.Tensor) -> torch.Tensor:
         """The scale that applies to ``x``, broadcastable against it."""
@@ -227,4 +246,32 @@ class Quantizer(nn.Module):
 
     def extra_repr(self) -> str:
         sp = self.spec
-        return f"bits={sp.bits}, T={sp.T}, granularity={sp.granularity}, clip={sp.clip}"
+        clip = f"{float(self.clip_value()):.4g}" if sp.dynamic else sp.clip
+        return f"bits={sp.bits}, T={sp.T}, granularity={sp.granularity}, clip={clip}"
+
+
+def learned_quantizer_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every quantizer's parameters fine-tuning may learn (``Quantizer.learnable``: clips and smoothing factors)
+    that are set to learn (``requires_grad``); ``make_quantizers_learnable`` sets them."""
+    return [p for p in quantizer_parameters(model) if p.requires_grad]
+
+
+def make_quantizers_learnable(model: nn.Module) -> int:
+    """Let every quantizer's clip and smoothing factors learn; returns how many tensors that is."""
+    found = quantizer_parameters(model)
+    for p in found:
+        p.requires_grad_(True)
+    return len(found)
+
+
+def quantizer_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every quantizer's clip and smoothing factors (``Quantizer.learnable``), learning or not."""
+    found, seen = [], set()
+    for module in model.modules():
+        if isinstance(module, Quantizer):
+            for name in Quantizer.learnable:
+                p = getattr(module, name, None)
+                if isinstance(p, nn.Parameter) and id(p) not in seen:
+                    seen.add(id(p))
+                    found.append(p)
+    return found

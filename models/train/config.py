@@ -48,12 +48,24 @@ class TrainConfig:
     checkpoint_interval: int = 200
     seed: int = 1234
     precision: str = "auto"  # auto (bf16 autocast on CUDA when supported) | fp32 | bf16
+    test_tokens: int = 0  # tokens of the test split the final perplexity reads (0: all of it)
+    # fine-tuning a pretrained model (snnbench train --init; models/train/finetune.py)
+    distill: float = 0.0  # weight of KL(teacher || student) in the loss; 1 - distill weighs the next-token loss
+    distill_temperature: float = 1.0
+    learn_quantizers: bool = False  # the dynamic scales' clips and the smoothing factors learn too
+    quantizer_lr: float = 0.0  # their peak learning rate (0: lr), on the same schedule
+    scales_only_steps: int = 0  # the first steps train only quantizer parameters and 1-D parameters (norms, biases)
+    calibration_tokens: int = 1024  # train-split tokens that calibrate the QAT model before fine-tuning
 
     def __post_init__(self) -> None:
         check_fields(
             self,
-            positive_int=("seq_len", "batch_size", "grad_accum", "max_steps", "eval_interval", "eval_tokens", "eval_stride", "checkpoint_interval"),
-            non_negative=("lr", "min_lr", "weight_decay", "grad_clip"),
+            positive_int=("seq_len", "batch_size", "grad_accum", "max_steps", "eval_interval", "eval_tokens", "eval_stride", "checkpoint_interval",
+                          "calibration_tokens"),
+            non_negative_int=("test_tokens", "scales_only_steps"),
+            non_negative=("lr", "min_lr", "weight_decay", "grad_clip", "quantizer_lr"),
+            positive=("distill_temperature",),
+            flag=("learn_quantizers",),
             choices={"tokenizer": ("word", "bpe", "gpt2"), "precision": ("auto", "fp32", "bf16")},
         )
         if self.lr == 0:
@@ -64,6 +76,10 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be in 0..max_steps-1, got {self.warmup_steps}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
+        if not 0 <= self.distill <= 1:
+            raise ValueError(f"distill must be in [0, 1] (the KL term's weight), got {self.distill}")
+        if self.calibration_tokens < self.seq_len:
+            raise ValueError(f"calibration_tokens ({self.calibration_tokens}) must cover one sequence of seq_len {self.seq_len}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -105,10 +121,13 @@ def table_config(cls: type[T], data: dict[str, Any], table: str, path: Path, ove
         raise ValueError(f"{path}: {err}") from None
 
 
-def load_config(name_or_path: str, arch: str, overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, dict[str, Any]]:
-    """(TrainConfig, the architecture's model fields) from a config file; ``overrides`` replace train keys."""
+def load_config(name_or_path: str, arch: str | None, overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """(TrainConfig, the architecture's model fields) from a config file; ``overrides`` replace train keys.
+    ``arch`` None (fine-tuning a pretrained model, whose architecture is its own): only the ``[train]`` table, no fields."""
     path, data = read_toml(name_or_path, "training config")
     config = table_config(TrainConfig, data, "train", path, overrides)
+    if arch is None:
+        return config, {}
     models = data.get("model", {})
     if arch not in models:
         raise ValueError(f"{path}: has no [model.{arch}] table; it configures {', '.join(models) or 'no architecture'}")

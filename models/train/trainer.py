@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from models.arch.registry import architecture
 from models.arch.spiking_config import SpikingConfig
+from models.spiking.quant import learned_quantizer_parameters
 from tasks.files import FolderLock, atomic_write_json, atomic_write_text, remove_temporaries
 
 from .checkpoint import read_trainer_state, recover_checkpoint, restore, save_training_checkpoint
@@ -66,6 +67,12 @@ def _log_lines_up_to(text: str, step: int) -> list[str]:
         if record["step"] <= step:
             kept.append(line)
     return kept
+
+
+def settings_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``"bits: 8 -> 6"`` for each top-level setting that differs."""
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return ", ".join(f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in keys[:4])
 
 
 def _all_mean(value: torch.Tensor, world: int) -> float:
@@ -168,15 +175,26 @@ class Trainer:
         return tokenizer
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
+        """AdamW: matrices with weight decay, vectors without, learned quantizer parameters (when any) in a
+        group of their own at ``quantizer_lr`` (``lr_scale`` times the schedule's lr)."""
+        decay, no_decay, quantizer = [], [], []
+        learned = {id(p) for p in learned_quantizer_parameters(self.model)}
         seen = set()
         for name, p in self.model.named_parameters():
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            (decay if p.dim() >= 2 else no_decay).append(p)
+            (quantizer if id(p) in learned else decay if p.dim() >= 2 else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if quantizer:
+            scale = (self.config.quantizer_lr or self.config.lr) / self.config.lr
+            groups.append({"params": quantizer, "weight_decay": 0.0, "lr_scale": scale})
+        self.matrices = decay  # what a scales-only phase keeps still
         return torch.optim.AdamW(groups, lr=self.config.lr, betas=(self.config.beta1, self.config.beta2))
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run must share with the checkpoint beyond architecture and mode (a fine-tuning: its starting model)."""
+        return {}
 
     def _autocast(self):
         use_bf16 = self.config.precision == "bf16" or (
@@ -201,7 +219,7 @@ class Trainer:
     def train_step(self) -> float:
         config = self.config
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(config, self.step)
+            group["lr"] = learning_rate(config, self.step) * group.get("lr_scale", 1.0)
         windows = global_batches(self.train_streams, config.seq_len, config.batch_size, config.seed, self.step)
         batch = {name: shard(w, self.rank, self.world) for name, w in windows.items()}
         micro = batch["ids"].shape[0] // config.grad_accum
@@ -215,6 +233,9 @@ class Trainer:
                 loss = self._loss(part) / config.grad_accum
                 loss.backward()
             total += loss.detach().cpu()
+        if self.step < config.scales_only_steps:
+            for p in self.matrices:  # AdamW skips a parameter without a gradient: no update, no decay
+                p.grad = None
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         self.optimizer.step()
@@ -250,6 +271,10 @@ class Trainer:
         self.model.train()
         return math.exp(float(nll / count))
 
+    def summary_extras(self) -> dict[str, Any]:
+        """More of summary.json (a fine-tuning: its starting model and the KL to it)."""
+        return {}
+
     def _log(self, record: dict[str, Any]) -> None:
         if self.rank == 0:
             with open(self.out / LOG, "a", encoding="utf-8") as handle:
@@ -260,7 +285,7 @@ class Trainer:
             save_training_checkpoint(
                 self.out, self.model, self.tokenizer, self.special, self.optimizer,
                 {"name": self.name, "arch": self.arch, "mode": self.mode, "step": self.step, "tokens_seen": self.tokens_seen,
-                 "elapsed": self.elapsed, "config": self.config.to_dict(), "world_size": self.world},
+                 "elapsed": self.elapsed, "config": self.config.to_dict(), "world_size": self.world, "identity": self.identity()},
             )
         if self.world > 1:
             dist.barrier()
@@ -275,6 +300,11 @@ class Trainer:
             raise ValueError(
                 f"{self.out}: its checkpoint is a {state.get('arch')} model in mode {state.get('mode')}, "
                 f"this run trains {self.arch} in mode {self.mode}; use another --out or --fresh"
+            )
+        if state.get("identity", {}) != self.identity():
+            raise ValueError(
+                f"{self.out}: its checkpoint was trained with other settings ({settings_change(state.get('identity', {}), self.identity())}); "
+                "use another --out, or --fresh to start over"
             )
         restore(self.out, self.model, self.optimizer)
         self.step, self.tokens_seen, self.elapsed = state["step"], state["tokens_seen"], state["elapsed"]
@@ -308,8 +338,8 @@ class Trainer:
             record = {"step": self.step, "loss": loss, "lr": learning_rate(config, self.step - 1), "tokens": self.tokens_seen,
                       "elapsed": self.elapsed, "tokens_per_s": self.tokens_seen / self.elapsed if self.elapsed else None}
             # the token cross-entropy on its own (BrainGPT's objective adds POS and balance terms; its last micro-batch's parts)
-            parts = getattr(getattr(self.model, "module", self.model), "last_losses", None) or {"token": loss}
-            record.update({f"{k}_loss": v for k, v in parts.items() if k in ("token", "pos", "balance")})
+            parts = getattr(self, "last_losses", None) or getattr(getattr(self.model, "module", self.model), "last_losses", None) or {"token": loss}
+            record.update({f"{k}_loss": v for k, v in parts.items() if k in ("token", "pos", "balance", "kl")})
             if self.step % config.eval_interval == 0 or self.step == config.max_steps:
                 record["valid_perplexity"] = self.perplexity(self.valid_stream)
                 valid = f"{record['valid_perplexity']:.1f}"
@@ -322,8 +352,13 @@ class Trainer:
         bar.close()
         return self.finish()
 
+    def test_stream(self) -> torch.Tensor:
+        """The test split's tokens the final perplexity reads: ``test_tokens`` of them (0: all)."""
+        stream = token_stream(self.tokenizer, self.config.data, "test")
+        return stream[: self.config.test_tokens + 1] if self.config.test_tokens else stream
+
     def finish(self) -> TrainResult:
-        test = self.perplexity(token_stream(self.tokenizer, self.config.data, "test"))
+        test = self.perplexity(self.test_stream())
         valid = self.perplexity(self.valid_stream)
         result = TrainResult(self.out, self.step, test, valid, self.tokens_seen / self.elapsed if self.elapsed else float("nan"), self.elapsed)
         if self.rank == 0:
@@ -333,6 +368,7 @@ class Trainer:
                 "train_seconds": self.elapsed, "tokens_per_second": result.tokens_per_second, "world_size": self.world,
                 "config": self.config.to_dict(), "model": self.model.config.to_dict(),
                 "eval": f"sliding windows of {self.config.seq_len} tokens, stride {self.config.eval_stride}, <eos> counted as a token",
+                **self.summary_extras(),
             })
         return result
 
