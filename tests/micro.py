@@ -49,3 +49,19 @@ def fake_ptb(tmp_path: Path, monkeypatch, config: str | None = None) -> Path | N
     path = tmp_path / "micro.toml"
     path.write_text(config)
     return path
+
+
+def run_killed_at(trainer, step: int) -> None:
+    """Run ``trainer`` and kill it (KeyboardInterrupt) as it starts step ``step`` (1-based), as Ctrl-C would."""
+    import pytest
+
+    original = trainer.train_step
+
+    def dies():
+        if trainer.step == step - 1:
+            raise KeyboardInterrupt
+        return original()
+
+    trainer.train_step = dies
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(progress=False)

@@ -20,7 +20,7 @@ from models.spiking.quant import Quantizer, QuantSpec, learned_quantizer_paramet
 from models.train.config import load_config
 from models.train.finetune import FineTuner, distillation_loss
 from models.train.trainer import Trainer
-from tests.micro import fake_ptb, toml_table, train_table
+from tests.micro import fake_ptb, run_killed_at, toml_table, train_table
 
 MODEL = toml_table("model.llama", hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                    max_position_embeddings=32)
@@ -98,17 +98,7 @@ def test_a_fine_tuned_model_converts_to_the_snn_bit_for_bit(pretrained, tmp_path
 def test_a_killed_fine_tuning_resumes_on_the_same_loss_curve(pretrained, tmp_path):
     straight = _tuner(pretrained, tmp_path / "straight")
     straight.run(progress=False)
-    killed = _tuner(pretrained, tmp_path / "killed")
-    original = killed.train_step
-
-    def dies_at_step_6():
-        if killed.step == 5:
-            raise KeyboardInterrupt
-        return original()
-
-    killed.train_step = dies_at_step_6
-    with pytest.raises(KeyboardInterrupt):
-        killed.run(progress=False)
+    run_killed_at(_tuner(pretrained, tmp_path / "killed"), 6)
     resumed = _tuner(pretrained, tmp_path / "killed")
     assert resumed.run(progress=False).steps == 8
     assert _losses(tmp_path / "straight") == _losses(tmp_path / "killed")
@@ -139,6 +129,7 @@ def test_train_init_cli_fine_tunes_and_checks_the_conversion(pretrained, tmp_pat
     (["--init", "x", "--arch", "llama"], "--arch and --init exclude each other"),
     (["--init", "x", "--mode", "ann"], "--init fine-tunes quantization-aware"),
     ([], "give --arch ARCH to train from scratch, or --init MODEL"),
+    (["--init", "/nonexistent", "--data", "nosuch"], "unknown corpus 'nosuch'"),  # the corpus is checked before the model is read
 ])
 def test_bad_fine_tuning_flags_are_one_line_errors(argv, message, capsys):
     assert main(["train", *argv]) == 2
@@ -222,6 +213,8 @@ def test_the_best_fine_tuned_run_of_the_same_model_is_found(pretrained, finetune
     (["--energy-presets", "7nm"], "--energy-presets '7nm': unknown ['7nm']"),
     (["--eval-tokens", "4"], "--eval-tokens must be >= 8, got 4"),
     (["--finetuned", "/nonexistent"], "--finetuned /nonexistent: no such folder"),
+    (["--eval-data", "nosuch"], "unknown corpus 'nosuch'; known: ptb"),
+    (["--calibration-data", "wikitext"], "corpus 'wikitext' is not built"),
 ])
 def test_bad_frontier_flags_are_one_line_errors_before_any_work(pretrained, tmp_path, argv, message, capsys):
     assert _frontier(pretrained, tmp_path / "f", *argv) == 2
@@ -234,3 +227,27 @@ def test_stage_3_runs_on_a_fine_tuned_checkpoint(finetuned3, tmp_path, capsys):
         capsys.readouterr().err
     summary = json.loads((tmp_path / "s3" / "stdp.json").read_text())
     assert summary["data"] == "ptb" and summary["mean_T"]["after"] <= summary["mean_T"]["before"] == 3
+
+
+def _ddp_worker(rank, world, port, pretrained, out):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    _tuner(pretrained, out, max_steps=4).run(progress=False)
+    dist.destroy_process_group()
+
+
+def test_two_processes_fine_tune_on_the_loss_curve_of_one(pretrained, tmp_path, monkeypatch):
+    import torch.multiprocessing as mp
+
+    from tests.test_train import _free_port
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    _tuner(pretrained, tmp_path / "one", max_steps=4).run(progress=False)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), pretrained, tmp_path / "two"), nprocs=2, join=True)
+    for a, b in zip(_losses(tmp_path / "one"), _losses(tmp_path / "two")):
+        assert a == pytest.approx(b, rel=1e-5)
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2

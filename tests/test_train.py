@@ -15,7 +15,7 @@ from harness.cli import main
 from models.train.config import TrainConfig, load_config
 from models.train.trainer import Trainer, TrainingError, learning_rate
 from tasks.files import FolderLock, LockedError
-from tests.micro import fake_ptb, toml_table, train_table
+from tests.micro import fake_ptb, run_killed_at, toml_table, train_table
 
 TOML = (
     train_table(seq_len=8, max_steps=6, warmup_steps=2, eval_interval=3, eval_tokens=64, eval_stride=4, checkpoint_interval=3, seed=7)
@@ -49,17 +49,7 @@ def test_learning_rate_schedule_by_hand():
 def test_a_killed_run_resumes_exactly(corpus, tmp_path):
     straight = _trainer(corpus, tmp_path / "straight")
     straight.run(progress=False)
-    killed = _trainer(corpus, tmp_path / "killed")
-    original = killed.train_step
-
-    def dies_at_step_5():
-        if killed.step == 4:
-            raise KeyboardInterrupt
-        return original()
-
-    killed.train_step = dies_at_step_5
-    with pytest.raises(KeyboardInterrupt):
-        killed.run(progress=False)
+    run_killed_at(_trainer(corpus, tmp_path / "killed"), 5)
     assert json.loads((tmp_path / "killed" / "checkpoint" / "trainer.json").read_text())["step"] == 3
     resumed = _trainer(corpus, tmp_path / "killed")
     result = resumed.run(progress=False)

@@ -1,4 +1,5 @@
-"""``snnbench train``: stage 1, an architecture trained from a config file (``harness/stages/training.py``)."""
+"""``snnbench train``: stage 1, an architecture trained from a config file, or a pretrained model fine-tuned
+quantization-aware with distillation (``--init``; ``harness/stages/training.py``)."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from models.load import LoadedModel, load_checkpoint, load_model
 from models.perplexity import token_perplexity
 from models.spiking.checks import check_bits
 from models.train.stdp import STDPConfig, mean_time_window, optimize_time_steps
+from tasks.builders.tokenizers import check_corpus
 from tasks.corpus import text_ids
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, atomic_write_text, check_writable
@@ -97,6 +98,11 @@ def plan_frontier(args) -> FrontierPlan:
         if b not in bits:
             raise ValueError(f"--finetuned {folder}: a {b}-bit model, and --bits {args.bits} does not include {b}")
         finetuned[b] = Path(folder)
+    use_data_dir(args.data_dir)
+    for corpus, split in [(d, "test") for d in args.eval_data.split(",") if d] + [(args.calibration_data, "train")]:
+        check_corpus(corpus, (split,))
+    if not [d for d in args.eval_data.split(",") if d]:
+        raise ValueError("--eval-data names no corpus; e.g. --eval-data wikitext,ptb")
     stdp = STDPConfig(steps=args.stdp_steps) if args.stdp_steps else None
     out = check_writable(args.out or f"results/frontier/{Path(args.model).name}", "--out")
     return FrontierPlan(args.model, bits, tuple(known[n] for n in names), tuple(d for d in args.eval_data.split(",") if d), args.eval_tokens,

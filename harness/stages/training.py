@@ -28,6 +28,7 @@ from models.train.config import TrainConfig, load_config
 from models.load import load_model
 from models.train.finetune import FineTuner
 from models.train.trainer import SUMMARY, TrainResult, Trainer
+from tasks.builders.tokenizers import check_corpus
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, check_writable
 
@@ -102,6 +103,7 @@ def train(args: argparse.Namespace, say: Callable[[str], None]) -> Training:
     out = check_writable(args.out or default_out(args, config), "--out")
     use_data_dir(args.data_dir)
     if args.init is not None:
+        check_corpus(config.data, ("train", "valid", "test"))  # before the model is loaded
         trainer: Trainer = fine_tuner(args, config, out, spiking)
         what = f"fine-tuning {trainer.init.name} ({trainer.model.num_parameters():,} parameters) quantization-aware at {args.bits} bits (T={spiking.T})"
     else:

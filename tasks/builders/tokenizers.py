@@ -122,17 +122,25 @@ def load_tokenizer(name: str, root: Path | None = None) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
 
-def corpus_lines(data_set: str, split: str = "train", root: Path | None = None) -> list[str]:
-    """The non-blank lines of ``sets/<data_set>/<split>.txt`` of a built corpus."""
+def check_corpus(data_set: str, splits: Iterable[str] = ("train",), root: Path | None = None) -> None:
+    """A one-line error unless ``data_set`` is a known, built corpus with every split of ``splits`` (nothing is read)."""
     root = root or data_dir()
     if data_set not in DATASETS or DATASETS[data_set].kind != "corpus":
         known = [d.name for d in DATASETS.values() if d.kind == "corpus"]
         raise DataNotFoundError(f"unknown corpus '{data_set}'; known: {', '.join(known)}")
-    path = set_dir(root, data_set) / f"{split}.txt"
     if not is_present(DATASETS[data_set], root):
         raise DataNotFoundError(f"corpus '{data_set}' is not built in {root}; run `snnbench data fetch {data_set}`")
-    if not path.exists():
-        raise DataNotFoundError(f"corpus '{data_set}' has no {split} split ({path})")
+    for split in splits:
+        path = set_dir(root, data_set) / f"{split}.txt"
+        if not path.exists():
+            raise DataNotFoundError(f"corpus '{data_set}' has no {split} split ({path})")
+
+
+def corpus_lines(data_set: str, split: str = "train", root: Path | None = None) -> list[str]:
+    """The non-blank lines of ``sets/<data_set>/<split>.txt`` of a built corpus."""
+    root = root or data_dir()
+    check_corpus(data_set, (split,), root)
+    path = set_dir(root, data_set) / f"{split}.txt"
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
