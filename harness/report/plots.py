@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -107,6 +108,17 @@ def pareto(metrics: pd.DataFrame, energy: pd.DataFrame, path: Path, preset: str)
     )
 
 
+def _log_axis(ax, which: str, values: pd.Series) -> None:
+    """A log axis labelled in plain numbers: decades when the data spans more than one, else 4-5 even ticks."""
+    getattr(ax, f"set_{which}scale")("log")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    finite = values[np.isfinite(values) & (values > 0)]
+    wide = len(finite) and finite.max() / finite.min() > 10
+    axis.set_major_locator(matplotlib.ticker.LogLocator() if wide else matplotlib.ticker.MaxNLocator(4))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def frontier(table: pd.DataFrame, path: Path, data: str, presets: list[str], model: str) -> str | None:
     """Perplexity on ``data`` against estimated energy per token, one panel per preset: a line per kind of SNN
     (conversion alone, fine-tuned; each before and after stage 3) through its bit widths, labelled with the
@@ -133,8 +145,8 @@ def frontier(table: pd.DataFrame, path: Path, data: str, presets: list[str], mod
         if not ann.empty:
             ax.scatter(ann[energy], ann[column], marker="*", s=160, color="black", zorder=5, label="float model (ANN)")
             ax.axhline(float(ann[column].iloc[0]), color="black", linestyle=":", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axis(ax, "x", pd.concat([spiking[energy], ann[energy]]))
+        _log_axis(ax, "y", pd.concat([spiking[column], ann[column]]))
         ax.set_xlabel(f"estimated energy per token, mJ ({preset}, arithmetic only)")
         ax.set_ylabel(f"perplexity on {data} (lower is better)")
         ax.set_title(model, fontsize=9)
