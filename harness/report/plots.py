@@ -121,8 +121,8 @@ def _log_axis(ax, which: str, values: pd.Series) -> None:
 
 def frontier(table: pd.DataFrame, path: Path, data: str, presets: list[str], model: str) -> str | None:
     """Perplexity on ``data`` against estimated energy per token, one panel per preset: a line per kind of SNN
-    (conversion alone, fine-tuned; each before and after stage 3) through its bit widths, labelled with the
-    time steps, and the float model as a star with a dotted line at its perplexity."""
+    (conversion alone, fine-tuned; each before and after stage 3) through its bit widths, the first two labelled
+    with the time steps, and the float model as a star with a dotted line at its perplexity."""
     column = f"perplexity_{data}"
     if table.empty or column not in table:
         return None
@@ -139,9 +139,12 @@ def frontier(table: pd.DataFrame, path: Path, data: str, presets: list[str], mod
             if part.empty:
                 continue
             ax.plot(part[energy], part[column], marker=marker, linestyle=line, color=color, label=label)
-            for _, row in part.iterrows():
-                steps = row["mean_window"] if kind.endswith("stdp") else row["time_steps"]
-                ax.annotate(f"b{int(row['bits'])} T={steps:.0f}", (row[energy], row[column]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            if kind.endswith("stdp"):
+                continue  # the stage-3 points sit beside their source's label; their mean windows are in the table
+            for _, row in part.iterrows():  # PTQ labels above the point, fine-tuned ones below it
+                offset = (4, 4) if kind == "ptq" else (4, -11)
+                ax.annotate(f"b{int(row['bits'])} T={row['time_steps']:.0f}", (row[energy], row[column]), fontsize=7, xytext=offset,
+                            textcoords="offset points", color=color)
         if not ann.empty:
             ax.scatter(ann[energy], ann[column], marker="*", s=160, color="black", zorder=5, label="float model (ANN)")
             ax.axhline(float(ann[column].iloc[0]), color="black", linestyle=":", linewidth=0.8)
