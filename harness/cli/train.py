@@ -13,10 +13,10 @@ def add_parser(commands) -> None:
     p.add_argument("--arch", default=None, help="train from scratch: llama, gpt2, mamba2, ttt, braingpt (models/arch/registry.py)")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="fine-tune this pretrained float model quantization-aware, distilled from itself (registry name or folder); "
-                        "use with --config finetune")
+                        "its config: finetune (the default), finetune-lowbit at 6 bits and below")
     p.add_argument("--mode", default="qat", choices=["ann", "qat"])
     p.add_argument("--config", default=None,
-                   help="a config name in models/train/configs (tiny, braingpt-150m, finetune) or a .toml path "
+                   help="a config name in models/train/configs (tiny, braingpt-150m, finetune, finetune-lowbit) or a .toml path "
                         "(default: tiny, or finetune with --init)")
     p.add_argument("--data", default=None, help="corpus (overrides the config): ptb, shakespeare, webtext, brown ...")
     p.add_argument("--max-steps", type=int, default=None)
