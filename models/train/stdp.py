@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from models.audit import ruled
 from models.fields import check_fields
@@ -188,7 +189,7 @@ def optimize_time_steps(model: nn.Module, batches: list[torch.Tensor], config: S
         raise ValueError("the model has no Synapsis layers (all linear layers kept float?)")
     inputs = _collect_inputs(model, layers, batches)
     reports = []
-    for name, layer in layers.items():
+    for name, layer in tqdm(layers.items(), desc="stage 3", unit="layer", leave=False):
         x = inputs[name]
         time_window_before = int(layer.window)
         token, static = layer.pre.scales(x)
