@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.spiking.checks import max_level
+
 TRAIN_ROOT = Path("results/train")
 
 
@@ -52,7 +54,7 @@ def finetuned_runs(identity: dict[str, str], root: Path = TRAIN_ROOT) -> list[Fi
             continue
         spiking = summary.get("spiking", {})
         try:
-            found.append(FineTuned(folder / "checkpoint", int(spiking["bits"]), int(spiking.get("time_steps") or 2 ** (int(spiking["bits"]) - 1) - 1),
+            found.append(FineTuned(folder / "checkpoint", int(spiking["bits"]), int(spiking.get("time_steps") or max_level(int(spiking["bits"]))),
                                    float(summary["valid_kl_to_teacher"]), int(summary["steps"]), float(summary["test_perplexity"])))
         except (KeyError, TypeError, ValueError):
             continue

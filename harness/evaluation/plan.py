@@ -240,11 +240,10 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
 def snn_source(options: EvalOptions, loaded: LoadedModel, identity: dict[str, str], modes: list[str]) -> tuple[LoadedModel | None, str | None]:
     """The fine-tuned checkpoint the spiking modes run (``--snn-from``), checked to come from ``--model``, and a note saying
     where the spiking modes come from; (None, note) when they come from a calibrated conversion."""
-    spiking_modes = [m for m in modes if m != "ann"]
-    if options.snn_from in (None, "none") or not spiking_modes or loaded.model.mode != "ann":
-        if options.snn_from not in (None, "none") and loaded.model.mode != "ann":
-            raise ValueError(f"--snn-from needs the float model as --model; {options.model!r} is in mode {loaded.model.mode}")
+    if options.snn_from in (None, "none") or all(m == "ann" for m in modes):
         return None, None
+    if loaded.model.mode != "ann":
+        raise ValueError(f"--snn-from needs the float model as --model; {options.model!r} is in mode {loaded.model.mode}")
     if options.snn_from == "auto":
         best = best_finetuned(identity, options.bits)
         if best is None:

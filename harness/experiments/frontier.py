@@ -32,7 +32,7 @@ from models.calibrate import calibration_batches
 from models.convert import convert, swap_mode
 from models.load import LoadedModel, load_checkpoint, load_model
 from models.perplexity import token_perplexity
-from models.spiking.checks import check_bits
+from models.spiking.checks import check_bits, max_level
 from models.train.stdp import STDPConfig, mean_time_window, optimize_time_steps
 from tasks.builders.tokenizers import check_corpus
 from tasks.corpus import text_ids
@@ -137,7 +137,7 @@ def _finetuned(plan: FrontierPlan, identity: dict[str, str], say: Callable[[str]
     found = {}
     for b in plan.bits:
         if b in plan.finetuned:
-            found[b] = FineTuned(plan.finetuned[b], b, 2 ** (b - 1) - 1, math.nan, 0, math.nan)
+            found[b] = FineTuned(plan.finetuned[b], b, max_level(b), math.nan, 0, math.nan)
         elif (run := best_finetuned(identity, b)) is not None:
             found[b] = run
         say(f"  {b} bits: fine-tuned model {found[b].checkpoint if b in found else 'none (snnbench train --init ... --bits %d makes one)' % b}")
@@ -201,8 +201,9 @@ def run_frontier(plan: FrontierPlan, say: Callable[[str], None], data_dir: str |
 
 def _rows(plan: FrontierPlan, loaded: LoadedModel, finetuned: dict[int, FineTuned], say: Callable[[str], None]) -> list[dict[str, Any]]:
     measure = Measure(plan, loaded.tokenizer)
-    calibration = calibration_batches(text_ids(loaded.tokenizer, plan.calibration_data, "train", plan.calibration_tokens), plan.window, 2)
-    stdp_batches = calibration_batches(text_ids(loaded.tokenizer, plan.calibration_data, "train", plan.calibration_tokens), plan.window, 4)
+    calibration_ids = text_ids(loaded.tokenizer, plan.calibration_data, "train", plan.calibration_tokens)
+    calibration = calibration_batches(calibration_ids, plan.window, 2)
+    stdp_batches = calibration_batches(calibration_ids, plan.window, 4)
     rows = [_row(plan, "ann", lambda: {"model": loaded.model, "bits": None, "time_steps": None, "source": "float model"}, measure, say)]
     for b in plan.bits:
         spiking = SpikingConfig(bits=b, linear_granularity=plan.granularity, norm_granularity=plan.granularity)

@@ -83,12 +83,10 @@ def default_out(args: argparse.Namespace, config: TrainConfig) -> str:
 
 
 def fine_tuner(args: argparse.Namespace, config: TrainConfig, out: Path, spiking: SpikingConfig) -> FineTuner:
-    """The FineTuner of ``--init``: the float model loaded (and checked) and named by its files' sha256."""
+    """The FineTuner of ``--init``: the float model loaded and named by its files' sha256 (FineTuner checks it is float)."""
     from harness.evaluation.identity import model_identity
 
     loaded = load_model(args.init)
-    if loaded.model.mode != "ann":
-        raise ValueError(f"--init {args.init}: a model in mode {loaded.model.mode}; fine-tune from the float model it came from")
     return FineTuner(loaded, model_identity(loaded.source, loaded.name), config, out, spiking, device=args.device)
 
 

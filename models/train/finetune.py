@@ -79,7 +79,8 @@ class FineTuner(Trainer):
         arch = init.model.config.to_dict()["architecture"]
         super().__init__(arch, "qat", config, init.model.config.to_dict(), out, device=device, spiking=spiking, name=name or f"{init.name}-qat")
 
-    def _build(self, model_fields: dict[str, Any], spiking: SpikingConfig | None) -> None:
+    def _build_model(self, model_fields: dict[str, Any], spiking: SpikingConfig | None) -> None:
+        """The float model's tokenizer and the training text, the frozen teacher, and its calibrated QAT twin as the student."""
         config = self.config
         self.tokenizer = self.init.tokenizer
         self.model_cls = type(self.init.model)
@@ -96,13 +97,6 @@ class FineTuner(Trainer):
         if config.learn_quantizers:
             make_quantizers_learnable(self.model)
         self.special = self.init.special_tokens()
-        self.optimizer = self._optimizer()
-        self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
-        self.ddp = None
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def identity(self) -> dict[str, Any]:
         s = self.spiking

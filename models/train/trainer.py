@@ -138,7 +138,18 @@ class Trainer:
             self.lock.release()
 
     def _build(self, model_fields: dict[str, Any], spiking: SpikingConfig | None) -> None:
-        """Tokenizer, token streams, model, optimizer and (under torchrun) the DDP wrapper."""
+        """Tokenizer, token streams and model (``_build_model``), then optimizer, counters and (under torchrun) the DDP wrapper."""
+        self._build_model(model_fields, spiking)
+        self.optimizer = self._optimizer()
+        self.step = 0
+        self.tokens_seen = 0
+        self.elapsed = 0.0
+        self.ddp = None
+        if self.world > 1:
+            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _build_model(self, model_fields: dict[str, Any], spiking: SpikingConfig | None) -> None:
+        """Tokenizer, token streams, the model to train and its special tokens."""
         arch, mode, config = self.arch, self.mode, self.config
         self.tokenizer = self._tokenizer()
         config_cls, model_cls = architecture(arch)
@@ -156,13 +167,6 @@ class Trainer:
         spiking = (spiking or SpikingConfig()).with_mode(mode)
         self.model = model_cls(model_config, spiking).to(self.device)
         self.special = {"eos_id": end_token(self.tokenizer), "bos_id": None}
-        self.optimizer = self._optimizer()
-        self.step = 0
-        self.tokens_seen = 0
-        self.elapsed = 0.0
-        self.ddp = None
-        if self.world > 1:
-            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def _tokenizer(self):
         folder = self.out
