@@ -7,7 +7,9 @@
    fitted to their float twins (``calibrate_to_float``).
 3. ``swap_mode``: replace every quantized operator by its spiking twin (Synapsis ...), keeping
    weights and scales: with the quantizer rounding half away from zero and clamping to [-T, T]
-   this is lossless, so the SNN computes what the QAT model computes.
+   this is lossless, so the SNN computes what the QAT model computes. Its EI-IF neurons emit the
+   counts in the spike coding of its SpikingConfig (``with_coding``; rate, bitwise or multilevel:
+   the same counts, so the same outputs), which a saved model records and reloads with.
 
 Which state keys a swap may gain or lose comes from the operators' classes (``mode_state_keys``,
 ``calibrated_keys``), never from key names.
@@ -25,6 +27,8 @@ from .arch.base import CausalLM, calibrated_keys, mode_state_keys
 from .arch.spiking_config import SpikingConfig
 from .calibrate import ActivationStats, apply_stats, calibrate_to_float, collect_stats
 from .load import LoadedModel
+from .spiking.checks import SPIKING_MODES, check_coding
+from .spiking.neuron import set_coding
 
 
 def swap_mode(model: CausalLM, spiking: SpikingConfig) -> CausalLM:
@@ -35,7 +39,18 @@ def swap_mode(model: CausalLM, spiking: SpikingConfig) -> CausalLM:
     unexpected = sorted(set(unexpected) - mode_state_keys(model))  # e.g. neuron buffers going back to qat
     if bad_missing or unexpected:
         raise ValueError(f"operator swap lost state: missing {bad_missing[:3]}, unexpected {unexpected[:3]}")
+    if spiking.coding != "rate":
+        set_coding(swapped, spiking.coding)  # checked again on the thresholds just loaded (stage 3 tunes them)
     return swapped.to(next(model.parameters()).device).eval()
+
+
+def with_coding(model: CausalLM, coding: str) -> CausalLM:
+    """``model`` (changed in place) with every EI-IF neuron in spike ``coding``, recorded in its SpikingConfig (so a
+    saved model reloads with it); a one-line ValueError for a non-rate coding of a model after stage 3."""
+    set_coding(model, coding)
+    if model.spiking.coding != coding:
+        model.spiking = model.spiking.with_mode(model.mode, coding=coding)
+    return model
 
 
 @dataclass
@@ -67,17 +82,20 @@ def convert(
     mode: str = "snn-fused",
     config: Any = None,
     quantile: float = 0.999,
+    coding: str | None = None,
 ) -> Conversion:
     """Calibrate on ``calibration`` batches of token ids, build the QAT model (of ``config``, default the float
     model's), fit its calibrated operators to their float twins (the ``quantile`` of their activations), swap in
-    spiking operators."""
-    if mode not in ("snn", "snn-fused"):
+    spiking operators whose neurons emit spikes in ``coding`` (rate, bitwise, multilevel; None: ``spiking.coding``,
+    rate by default)."""
+    if mode not in SPIKING_MODES:
         raise ValueError(f"mode must be snn or snn-fused, got {mode!r}")
+    coding = check_coding(spiking.coding if coding is None else coding)
     batches = list(calibration)
     stats = collect_stats(ann, batches)
     qat = to_qat(ann, stats, spiking, config)
     calibrate_to_float(qat, ann, batches, quantile)
-    snn = swap_mode(qat, qat.spiking.with_mode(mode))
+    snn = swap_mode(qat, qat.spiking.with_mode(mode, coding=coding))
     return Conversion(qat, snn, stats)
 
 
@@ -85,16 +103,24 @@ def in_mode(loaded: LoadedModel, mode: str | None, spiking: SpikingConfig, calib
     """``loaded`` ready to run in ``mode`` (None: its own): as it is when it is in that mode already; a converted
     model swapped to another of its spiking modes (qat, snn, snn-fused); a float model calibrated on ``calibration``
     batches of token ids and converted (stage 2) with the bits, T and granularity of ``spiking`` (its mode is not used).
+    A spiking ``mode`` runs in the spike coding of ``spiking`` (``with_coding``; None keeps the model's own).
     ``calibration`` is only iterated for a conversion (a generator costs nothing otherwise)."""
     model = loaded.model
-    if mode is None or mode == model.mode:
+    if mode is None:
         return loaded
-    if model.mode != "ann":
+    if mode == model.mode:
+        ready = loaded
+    elif model.mode != "ann":
         if {mode, model.mode} <= {"qat", "snn", "snn-fused"}:
-            return replace(loaded, model=swap_mode(model, model.spiking.with_mode(mode)))
-        raise ValueError(f"model {loaded.name!r} is in mode {model.mode!r}; it cannot run as {mode!r}")
-    conversion = convert(model, calibration, spiking)
-    if mode == "qat":
-        return replace(loaded, model=conversion.qat)
-    snn = conversion.snn if mode == "snn-fused" else swap_mode(conversion.snn, conversion.snn.spiking.with_mode(mode))
-    return replace(loaded, model=snn)
+            ready = replace(loaded, model=swap_mode(model, model.spiking.with_mode(mode)))
+        else:
+            raise ValueError(f"model {loaded.name!r} is in mode {model.mode!r}; it cannot run as {mode!r}")
+    else:
+        conversion = convert(model, calibration, spiking)
+        if mode == "qat":
+            return replace(loaded, model=conversion.qat)
+        snn = conversion.snn if mode == "snn-fused" else swap_mode(conversion.snn, conversion.snn.spiking.with_mode(mode))
+        ready = replace(loaded, model=snn)
+    if mode in SPIKING_MODES:
+        with_coding(ready.model, spiking.coding)
+    return ready

@@ -2,6 +2,8 @@
 step: prefill, cached continuations and greedy decoding give the same logits bit for bit and the same
 counts as re-coding everything, with and without padding, with grouped-query heads."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -47,7 +49,9 @@ def test_decoding_with_coded_keys_and_values_is_bit_exact(bits):
     assert cache.codes[0].keys.shape[-1] == 11 + 6  # every token coded once: the prefill and each step's input
     for a, b in zip(coded, again):
         assert torch.equal(a, b)
-    assert coded_counts == again_counts
+    # the same spikes and operations; the memory traffic differs in one figure: re-coding reads every cached value again
+    assert dataclasses.replace(coded_counts, act_reads=0) == dataclasses.replace(again_counts, act_reads=0)
+    assert coded_counts.act_reads < again_counts.act_reads
 
 
 def test_a_shared_context_cache_keeps_its_codes_when_expanded():

@@ -6,6 +6,7 @@ import argparse
 from functools import partial
 
 DATA_DIR_HELP = "data folder (default: $SNNBENCH_DATA or ~/.cache/snnbench)"
+CODINGS = ("rate", "bitwise", "multilevel")  # the spike codings, models.spiking.checks.CODINGS (not imported: --help stays free of torch)
 say = partial(print, flush=True)  # progress lines, shown as they happen
 
 

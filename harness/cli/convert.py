@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import say
+from .common import CODINGS, say
 
 
 def add_parser(commands) -> None:
@@ -13,6 +13,9 @@ def add_parser(commands) -> None:
     p.add_argument("--bits", type=int, default=8, help="bit width: T <= 2^(bits-1) - 1 time steps (default 8)")
     p.add_argument("--time-steps", type=int, default=None, help="time steps T (default: the largest the bit width allows)")
     p.add_argument("--granularity", default="smoothed", choices=["token", "smoothed", "channel", "tensor"], help="activation scales of linear layers and norms (default smoothed)")
+    p.add_argument("--coding", default="rate", choices=CODINGS,
+                   help="spike coding of the SNN's neurons: rate (T steps), bitwise (ceil(log2(T+1)) binary digits) or multilevel "
+                        "(one graded spike); the same outputs, other spikes and time steps; saved with the model (default rate)")
     p.add_argument("--kind-bits", nargs="*", metavar="KIND=BITS", help="a bit width (so more time steps) for some operator kinds, e.g. multiply=10")
     p.add_argument("--calibration-data", default="webtext", help="corpus whose train split calibrates (default webtext)")
     p.add_argument("--calibration-tokens", type=int, default=1024)

@@ -7,7 +7,7 @@ import argparse
 
 from harness.evaluation.options import EvalOptions
 
-from .common import say
+from .common import CODINGS, say
 
 DEFAULT = EvalOptions(model="")  # the flags' defaults are the options'
 
@@ -23,6 +23,9 @@ def add_parser(commands) -> None:
     p.add_argument("--bits", type=int, default=DEFAULT.bits, help="bit width of the conversion to a spiking mode (2..16)")
     p.add_argument("--time-steps", type=int, default=DEFAULT.time_steps, help="time steps T (default: the largest the bit width allows, 2^(bits-1)-1)")
     p.add_argument("--granularity", default=DEFAULT.granularity, choices=["token", "smoothed", "channel", "tensor"])
+    p.add_argument("--coding", default=DEFAULT.coding, choices=CODINGS,
+                   help="spike coding of the spiking modes: rate (T steps), bitwise (ceil(log2(T+1)) binary digits) or multilevel "
+                        "(one graded spike); the same outputs, other spikes and time steps (default rate)")
     p.add_argument("--snn-from", default=DEFAULT.snn_from, metavar="CHECKPOINT|auto",
                    help="the spiking modes come from this quantization-aware fine-tuning of --model (snnbench train --init ... /checkpoint) "
                         "instead of a calibrated conversion; auto: the best finished one at --bits in results/train, else the conversion")

@@ -52,7 +52,7 @@ from .options import CALIBRATION, CALIBRATION_BATCH
 UNKNOWN_TASK = "unknown"
 SHARED_CONTEXT_MIN = 256  # tokens: a shorter context shared by several answers is cheaper recomputed in a large batch than run alone
 TOKEN_BUDGET = 2048  # tokens per forward for short sequences: more of them per batch, never fewer than batch_size
-CONVERSION_ARGS = ("mode", "bits", "time_steps", "granularity", "calibration_data", "calibration_tokens")
+CONVERSION_ARGS = ("mode", "bits", "time_steps", "granularity", "coding", "calibration_data", "calibration_tokens")
 
 
 class TokenBudget:
@@ -172,7 +172,8 @@ class SNNBenchLM(TemplateLM):
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> "SNNBenchLM":
-        """lm-eval's hook for ``--model_args pretrained=...,mode=...[,bits=,time_steps=,granularity=,calibration_data=,calibration_tokens=]``."""
+        """lm-eval's hook for ``--model_args pretrained=...,mode=...[,bits=,time_steps=,granularity=,coding=,calibration_data=,calibration_tokens=]``
+        (``coding``: the spike coding of a spiking mode, default the model's own)."""
         return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
 
     @classmethod
@@ -192,7 +193,8 @@ class SNNBenchLM(TemplateLM):
         time_steps = conversion.get("time_steps")
         granularity = conversion.get("granularity", "smoothed")
         spiking = SpikingConfig(bits=int(conversion.get("bits", 8)), time_steps=None if time_steps in (None, "None") else int(time_steps),
-                                linear_granularity=granularity, norm_granularity=granularity)
+                                linear_granularity=granularity, norm_granularity=granularity,
+                                coding=conversion.get("coding", loaded.model.spiking.coding))
         calibration = corpus_batches(loaded.tokenizer, conversion.get("calibration_data", CALIBRATION["data"]),
                                      int(conversion.get("calibration_tokens", CALIBRATION["tokens"])), CALIBRATION["window"], CALIBRATION_BATCH)
         return cls(model=in_mode(loaded, conversion.get("mode"), spiking, calibration), **args)

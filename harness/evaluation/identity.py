@@ -4,7 +4,9 @@
 (a second process on the same run is refused; a dead one's lock is taken over), deletes the
 temporary files a killed writer left, and compares the settings with those the folder's
 manifest records. A resume with other settings is refused with one line saying what differs,
-so results made with different models or settings are never mixed in one folder.
+so results made with different models or settings are never mixed in one folder. Settings are
+compared in their ``canonical_settings`` form, in which a run recorded before spike codings
+existed (no ``coding``) is the rate-coded run it was; its hash and default run id are unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 
 from models.arch.spiking_config import SpikingConfig
+from models.spiking.checks import SPIKING_MODES
 from tasks.files import FolderLock, atomic_write_json, remove_temporaries
 
 from ..runs import read_json
@@ -44,9 +47,11 @@ def eval_settings(options: EvalOptions, identity: dict[str, str], modes: list[st
                   base_mode: str, device: str, presets: list) -> dict[str, Any]:
     """What makes a run this run: two runs with different settings never share a folder."""
     converts = base_mode == "ann" and any(m != "ann" for m in modes)
+    spikes = any(m in SPIKING_MODES for m in modes)
     return {
         "model": {"name": identity["name"], "sha256": identity["sha256"], "mode": base_mode},
         "modes": modes,
+        **({"coding": spiking.coding} if spikes else {}),  # how the spiking modes' neurons emit their counts
         "conversion": {"bits": spiking.bits, "time_steps": spiking.T, "granularity": options.granularity, "calibration": CALIBRATION} if converts else None,
         "tasks": [{"task": t.task, "num_fewshot": t.num_fewshot, "limit": t.limit_under(options.limit), "max_gen_toks": options.max_gen_toks or t.max_gen_toks,
                    "max_length": t.context_window(options.max_length)} for t in tasks],
@@ -88,8 +93,19 @@ def model_identity(source: str | Path, name: str) -> dict[str, str]:
     return {"name": name, "path": str(path), "sha256": sha256_files(files)}
 
 
+def canonical_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as runs are compared: a run recorded without a ``coding`` (made before spike codings existed, or
+    without a spiking mode) is rate-coded, so it resumes under ``--coding rate`` and no other."""
+    return {"coding": "rate", **settings} if isinstance(settings, dict) else settings
+
+
 def settings_hash(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    """The hash of the ``canonical_settings`` without the default coding ``rate``: the hash (and so the default run id)
+    of a rate-coded run is the one it had before codings existed."""
+    canonical = canonical_settings(settings)
+    if canonical.get("coding") == "rate":
+        canonical = {k: v for k, v in canonical.items() if k != "coding"}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def default_run_id(label: str, settings: dict[str, Any]) -> str:
@@ -136,9 +152,10 @@ def open_run(root: Path, settings: dict[str, Any], manifest: dict[str, Any], wha
             previous = read_json(previous_path)
             if not isinstance(previous, dict) or "settings" not in previous:
                 raise ValueError(f"{root} was made by an older snnbench and records no settings; choose another --run-id (or delete that folder)")
-            if previous["settings"] != settings:
+            old, new = canonical_settings(previous["settings"]), canonical_settings(settings)
+            if old != new:
                 raise ValueError(
-                    f"{root} holds a run with other settings ({settings_diff(previous['settings'], settings)}); "
+                    f"{root} holds a run with other settings ({settings_diff(old, new)}); "
                     "choose another --run-id, or leave --run-id out to get one named after these settings"
                 )
             record["started_at"] = previous.get("started_at", record.get("started_at"))

@@ -25,6 +25,7 @@ class EvalOptions:
     bits: int = 8
     time_steps: int | None = None
     granularity: str = "smoothed"
+    coding: str = "rate"
     snn_from: str | None = None
     batch_size: int = 8
     max_length: int | None = None

@@ -20,6 +20,8 @@ from lm_eval.tasks._index import Kind
 
 from models.arch.spiking_config import MODES, SpikingConfig
 from models.load import LoadedModel, load_model, read_config
+from models.spiking.checks import SPIKING_MODES, check_coding
+from models.spiking.neuron import coding_neurons
 from models.train.distributed import distributed
 from tasks import loader
 from tasks.datasets import DATASETS, is_present, set_status
@@ -118,10 +120,12 @@ def parse_modes(text: str) -> list[str]:
 
 
 def spiking_settings(options: EvalOptions) -> SpikingConfig:
-    """The conversion settings (bits, T, granularity), validated now rather than at the first spiking task."""
+    """The conversion settings (bits, T, granularity) and the spike coding of the spiking modes, validated now rather
+    than at the first spiking task."""
+    coding = check_coding(options.coding, "--coding")
     try:
         return SpikingConfig(mode="snn-fused", bits=options.bits, time_steps=options.time_steps,
-                             linear_granularity=options.granularity, norm_granularity=options.granularity)
+                             linear_granularity=options.granularity, norm_granularity=options.granularity, coding=coding)
     except ValueError as err:
         raise ValueError(f"--bits/--time-steps: {err}") from None
 
@@ -222,8 +226,10 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
     rank, world = distributed()
     if world > 1 and device == "cuda":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if any(m in SPIKING_MODES for m in modes):  # a model after stage 3 cannot take a bitwise or multilevel coding
+        coding_neurons((spiking_source or loaded).model, spiking.coding)
     if spiking_source is not None:
-        spiking = spiking_source.model.spiking.with_mode("snn-fused")
+        spiking = spiking_source.model.spiking.with_mode("snn-fused", coding=spiking.coding)
     settings = eval_settings(options, identity, modes, tasks, spiking, base_mode, device, presets)
     if spiking_source is not None:
         settings["conversion"] = None

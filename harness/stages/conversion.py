@@ -1,8 +1,8 @@
 """Stage 2 on a pretrained model: ANN -> QAT -> SNN, with its audit and a perplexity check (``snnbench convert``).
 
-Writes to ``--out`` (default ``results/convert/<model>-b<bits>-T<T>``):
+Writes to ``--out`` (default ``results/convert/<model>-b<bits>-T<T>``, plus ``-<coding>`` for a coding other than rate):
 - ``model/``: the converted model (safetensors + config.json + tokenizer.json), loadable with
-  ``--model <that folder>``;
+  ``--model <that folder>``; its config records the spike coding (``--coding``), which it reloads with;
 - ``audit.json`` / ``audit.txt``: the per-layer audit;
 - ``convert.json``: settings, perplexities (ANN, QAT, SNN) on the evaluation text, the spiking
   coverage, the worst layers and the wall time.
@@ -23,7 +23,7 @@ from models.calibrate import calibration_batches
 from models.convert import convert
 from models.load import load_model, save_checkpoint
 from models.perplexity import token_perplexity
-from models.spiking.checks import check_bits, check_time_steps, max_level
+from models.spiking.checks import check_bits, check_coding, check_time_steps, max_level
 from tasks.corpus import text_ids
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, check_writable
@@ -51,6 +51,7 @@ def spiking_config(args: argparse.Namespace) -> SpikingConfig:
         linear_granularity=args.granularity,
         norm_granularity=args.granularity,
         kind_bits=parse_kind_bits(args.kind_bits),
+        coding=check_coding(args.coding, "--coding"),
     )
 
 
@@ -69,7 +70,8 @@ def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
     """Every flag and --out checked, in order; nothing is loaded."""
     spiking = spiking_config(args)
     check_lengths(args)
-    return ConversionPlan(spiking, check_writable(args.out or f"results/convert/{Path(args.model).name}-b{args.bits}-T{spiking.T}", "--out"))
+    coded = "" if spiking.coding == "rate" else f"-{spiking.coding}"
+    return ConversionPlan(spiking, check_writable(args.out or f"results/convert/{Path(args.model).name}-b{args.bits}-T{spiking.T}{coded}", "--out"))
 
 
 def convert_pretrained(args: argparse.Namespace, plan: ConversionPlan, say: Callable[[str], None]) -> StageResult:
@@ -81,7 +83,8 @@ def convert_pretrained(args: argparse.Namespace, plan: ConversionPlan, say: Call
     loaded = load_model(args.model)
     if loaded.tokenizer is None:
         raise ValueError(f"model {args.model!r} has no tokenizer to read the calibration text with")
-    say(f"converting {loaded.name} ({loaded.model.num_parameters():,} parameters) at {args.bits} bits, T={spiking.T}, {args.granularity} scales")
+    say(f"converting {loaded.name} ({loaded.model.num_parameters():,} parameters) at {args.bits} bits, T={spiking.T}, {args.granularity} scales, "
+        f"{spiking.coding} coding")
     calibration = text_ids(loaded.tokenizer, args.calibration_data, "train", args.calibration_tokens)
     conversion = convert(loaded.model, calibration_batches(calibration, args.window, 2), spiking)
     evaluation = text_ids(loaded.tokenizer, args.eval_data, args.eval_split, args.eval_tokens)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from models.spiking import counters
+from models.spiking.neuron import set_coding
 
 from .operators import Operators
 from .spiking_config import SpikingConfig
@@ -44,7 +45,8 @@ class CausalLM(nn.Module):
 
     def __init__(self, config: Any, spiking: SpikingConfig | None = None, init_weights: bool = True) -> None:
         """The architecture's modules from the operator factory (``build``), the language-model head (tied to the
-        input embeddings when the config says so), then, with ``init_weights``, the init (``_init_weights``, then ``_arch_init``)."""
+        input embeddings when the config says so), the spike coding of ``spiking`` on every EI-IF neuron, then, with
+        ``init_weights``, the init (``_init_weights``, then ``_arch_init``)."""
         super().__init__()
         self.config = config
         self.spiking = spiking or SpikingConfig()
@@ -53,6 +55,8 @@ class CausalLM(nn.Module):
         self.lm_head = ops.linear(self.config.hidden_size, self.config.vocab_size, False, kind="lm_head")
         if self.config.tie_word_embeddings:
             self.lm_head.weight = embeddings.weight
+        if self.spiking.coding != "rate":
+            set_coding(self, self.spiking.coding)
         if init_weights:
             self.apply(self._init_weights)
             self._arch_init()

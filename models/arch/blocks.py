@@ -175,5 +175,5 @@ def mlp_residual(block: nn.Module, x: torch.Tensor, mixed: torch.Tensor, norm: n
     h = x + mixed
     out = h + mlp(norm(h))
     if counters.counting():
-        counters.record(block, float_ops=2 * x.numel())
+        counters.record(block, float_ops=2 * x.numel(), act_reads=4 * x.numel(), act_writes=2 * x.numel())  # two additions
     return out

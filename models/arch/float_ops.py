@@ -27,11 +27,16 @@ class CountedLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():
             tokens = x.numel() // self.in_features
+            weights = tokens * (self.weight.numel() + (self.out_features if self.bias is not None else 0))
             counters.record(
                 self,
                 Effective_MACs=counters.nonzero(x) * self.out_features,
                 Dense=tokens * self.in_features * self.out_features,
                 float_ops=(tokens * self.out_features if self.bias is not None else 0),
+                weight_reads=weights,
+                step_reads=weights,
+                act_reads=x.numel(),
+                act_writes=tokens * self.out_features,
             )
         return super().forward(x)
 
@@ -47,7 +52,11 @@ class FloatMatmul(nn.Module):
 
     def record_counts(self, nonzero_a: int, rows: int, inner: int, columns: int) -> None:
         """(rows x inner) @ (inner x columns), ``nonzero_a`` nonzero entries in a: each costs ``columns`` MACs."""
-        counters.record(self, Effective_MACs=nonzero_a * columns, Dense=rows * inner * columns)
+        cached = rows * inner * columns  # b (cached keys or values) read once per row of a
+        counters.record(
+            self, Effective_MACs=nonzero_a * columns, Dense=rows * inner * columns, cache_reads=cached, step_reads=cached,
+            act_reads=rows * inner, act_writes=rows * columns,
+        )
 
 
 class FloatAttentionValues(nn.Module):
@@ -77,7 +86,7 @@ class FloatSoftmax(nn.Module):
         return torch.softmax(x, dim=self.dim)
 
     def record_counts(self, elements: int) -> None:
-        counters.record(self, float_ops=5 * elements)  # max, subtract, exp, sum, divide
+        counters.record(self, float_ops=5 * elements, act_reads=elements, act_writes=elements)  # max, subtract, exp, sum, divide
 
 
 class FloatSiLU(nn.Module):
@@ -89,14 +98,14 @@ class FloatSiLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():
-            counters.record(self, float_ops=4 * x.numel())
+            counters.record(self, float_ops=4 * x.numel(), act_reads=x.numel(), act_writes=x.numel())
         return F.silu(x)
 
 
 class FloatMultiply(nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if counters.counting():
-            counters.record(self, Effective_MACs=counters.nonzero(a), Dense=a.numel())
+            counters.record(self, Effective_MACs=counters.nonzero(a), Dense=a.numel(), act_reads=2 * a.numel(), act_writes=a.numel())
         return a * b
 
 
@@ -112,7 +121,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():
-            counters.record(self, float_ops=5 * x.numel())
+            counters.record(self, float_ops=5 * x.numel(), weight_reads=x.numel(), step_reads=x.numel(), act_reads=x.numel(), act_writes=x.numel())
         x32 = x.float()
         return self.weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
@@ -124,7 +133,7 @@ class LayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():
-            counters.record(self, float_ops=7 * x.numel())
+            counters.record(self, float_ops=7 * x.numel(), weight_reads=2 * x.numel(), step_reads=2 * x.numel(), act_reads=x.numel(), act_writes=x.numel())
         return super().forward(x)
 
 
@@ -140,7 +149,7 @@ class FloatGELU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if counters.counting():
-            counters.record(self, float_ops=8 * x.numel())
+            counters.record(self, float_ops=8 * x.numel(), act_reads=x.numel(), act_writes=x.numel())
         return F.gelu(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:

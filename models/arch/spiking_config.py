@@ -3,7 +3,9 @@
 Modes (DESIGN.md): ``ann`` float operators (the baseline); ``qat`` quantized operators
 (QSynapsis, stage 1); ``snn`` spiking operators stepped through T time steps; ``snn-fused``
 the same spiking network in closed form. ``keep_float`` keeps chosen operator kinds float in
-any mode, for ablations; the model then reports a lower spiking coverage.
+any mode, for ablations; the model then reports a lower spiking coverage. ``coding`` is how the
+EI-IF neurons of the spiking modes emit their counts (``rate``, ``bitwise``, ``multilevel``:
+``models/spiking/neuron.py``); the counts, hence the outputs, are the same in every coding.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from numbers import Real
 from typing import Any
 
 from models.fields import check_fields
-from models.spiking.checks import check_bits, check_time_steps, max_level
+from models.spiking.checks import CODINGS, check_bits, check_time_steps, max_level
 from models.spiking.quant import GRANULARITIES, QuantSpec
 
 MODES = ("ann", "qat", "snn", "snn-fused")
@@ -35,9 +37,10 @@ class SpikingConfig:
     kind_bits: dict[str, int] = field(default_factory=dict)  # e.g. {"multiply": 10}: more time steps for one kind
     gelu_x_max: float = 8.0  # SNNGELU's fitted input range (GPT-2), like silu_x_max
     gelu_x_max_per_layer: dict[int, float] = field(default_factory=dict)
+    coding: str = "rate"  # spike coding of the EI-IF neurons (a checkpoint saved before codings existed loads as rate)
 
     def __post_init__(self) -> None:
-        check_fields(self, positive=("silu_x_max", "gelu_x_max"), choices={"mode": MODES})
+        check_fields(self, positive=("silu_x_max", "gelu_x_max"), choices={"mode": MODES, "coding": CODINGS})
         check_bits(self.bits)
         if self.time_steps is not None:
             check_time_steps(self.time_steps, upper=max_level(self.bits))

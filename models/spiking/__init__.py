@@ -7,12 +7,13 @@ also take ``mode="qat"``. See BrainGPT section 3.2 and appendix B. This package 
 from the rest of the project.
 """
 
+from .checks import CODINGS, coding_steps
 from .counters import OpCounter, OpStats, counting
 from .differential import DifferentialOp
 from .encode import SpikeEncoder
 from .fast import spike_count_closed_form
 from .gelu import SNNGELU, fit_snn_gelu
-from .neuron import EIIFNeuron, IFNeuron, SpikingNeuron, StaircaseNeuron
+from .neuron import EIIFNeuron, IFNeuron, SpikingNeuron, StaircaseNeuron, set_coding
 from .norms import SNNLayerNorm, SNNRMSNorm
 from .products import SNNMatmul, SNNMultiply, SpikingAttentionValues
 from .quant import QuantSpec, Quantizer, naive_quantize, quantize_counts, round_half_away
@@ -22,6 +23,7 @@ from .softmax import SNNSoftmax
 from .synapsis import QSynapsis, Synapsis
 
 __all__ = [
+    "CODINGS",
     "DifferentialOp",
     "EIIFNeuron",
     "IFNeuron",
@@ -44,11 +46,13 @@ __all__ = [
     "SpikingSigmoid",
     "StaircaseNeuron",
     "Synapsis",
+    "coding_steps",
     "counting",
     "fit_snn_gelu",
     "fit_snn_silu",
     "naive_quantize",
     "quantize_counts",
     "round_half_away",
+    "set_coding",
     "spike_count_closed_form",
 ]

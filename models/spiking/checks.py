@@ -77,3 +77,20 @@ def check_mode(mode: object, allowed: tuple[str, ...] = SPIKING_MODES) -> str:
     if mode not in allowed:
         raise ValueError(f"mode (the execution path) must be one of {', '.join(allowed)}, got {mode!r}")
     return mode  # type: ignore[return-value]
+
+
+CODINGS = ("rate", "bitwise", "multilevel")
+
+
+def check_coding(coding: object, name: str = "coding") -> str:
+    """The spike coding of an EI-IF neuron: ``rate`` (T steps), ``bitwise`` (ceil(log2(T+1)) steps) or ``multilevel`` (1 step)."""
+    if coding not in CODINGS:
+        raise ValueError(f"{name} (the spike coding) must be one of {', '.join(CODINGS)}, got {coding!r}")
+    return coding  # type: ignore[return-value]
+
+
+def coding_steps(coding: str, time_steps: int) -> int:
+    """Time steps a coding takes to emit a count in [-T, T]: rate T, bitwise K = ceil(log2(T + 1)) (its binary
+    digits; ``int.bit_length`` is exact where log2 in float is not), multilevel 1 (one graded spike)."""
+    T = check_time_steps(time_steps)
+    return {"rate": T, "bitwise": T.bit_length(), "multilevel": 1}[check_coding(coding)]

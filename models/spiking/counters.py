@@ -9,6 +9,16 @@ Per module and per call the operators report
 - ``float_ops``: elementwise float work outside the synapses (scaling, norms, softmax, exp),
   one per element per evaluation; kept apart so energy estimates can price it separately.
 
+Memory traffic, in elements (the memory-aware estimate, ``harness/energy/memory.py``, prices them):
+- ``weight_reads``: parameters read, once per token row (a linear layer: tokens x in x out);
+- ``cache_reads``: the stationary operand of an attention product (cached keys or values), once per
+  query row (no reuse across rows);
+- ``step_reads``: the same weights and cached operands if they are read once per time step of the
+  coding instead of once per token (equal to weight_reads + cache_reads for a one-step operator);
+- ``act_reads`` / ``act_writes``: value activations (not spikes) an operator reads and writes.
+Membrane potentials (one read and one write per ``neuron_steps``) and spike traffic (``spikes``
+events, or ``neuron_steps`` bitmap entries) are priced from the figures above.
+
 Counting is off unless an ``OpCounter`` is active: operators test ``counting()`` (a list
 check) before computing anything, so switched off it costs nothing. Only running totals are
 kept, never activations; ``on_call`` streams each call's figures to a listener.
@@ -35,6 +45,11 @@ class OpStats:
     Effective_MACs: int = 0
     Dense: int = 0
     float_ops: int = 0
+    weight_reads: int = 0
+    cache_reads: int = 0
+    step_reads: int = 0
+    act_reads: int = 0
+    act_writes: int = 0
 
     def __add__(self, other: "OpStats") -> "OpStats":
         return OpStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})

@@ -27,7 +27,7 @@ from torch import nn
 import models.spiking.counters as counters
 import models.spiking.observe as observe
 
-from .checks import OPERATOR_MODES, check_finite, check_mode
+from .checks import OPERATOR_MODES, check_finite, check_mode, coding_steps
 from .encode import SpikeCoding, spike_code
 from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer
@@ -78,7 +78,8 @@ class DifferentialOp(SpikeCoding, nn.Module):
         if self.mode == "qat":
             self._record_counts(x, evaluations=1)
         else:
-            self._record_counts(x, evaluations=q.T, spikes=fired, neuron_steps=q.T * x.numel())
+            steps = coding_steps(self.neuron.coding, q.T)  # the stepped mode evaluates f once per step of the coding
+            self._record_counts(x, evaluations=steps, spikes=fired, neuron_steps=steps * x.numel())
         return out
 
     @torch.no_grad()
@@ -92,17 +93,18 @@ class DifferentialOp(SpikeCoding, nn.Module):
 
         def accumulated_inputs() -> Iterable[torch.Tensor]:
             nonlocal total, fired
-            for spikes in self.neuron.iter_constant(v, T):
+            for weight, spikes in self.neuron.iter_weighted(v, T):  # X_t = s sum_{k <= t} w_k S_k
                 if counters.counting():
                     fired += counters.nonzero(spikes)
-                total = total + spikes
+                total = total + (spikes if weight == 1 else spikes * weight)
                 yield total * s
 
         out = self.integrate(accumulated_inputs(), on_step, record=False, mask=mask)
         self.neuron.reset()
         if observe.observing():
             observe.encoded(self, v, total, T, s)
-        self._record_counts(x, evaluations=T, spikes=fired, neuron_steps=T * x.numel())
+        steps = coding_steps(self.neuron.coding, T)
+        self._record_counts(x, evaluations=steps, spikes=fired, neuron_steps=steps * x.numel())
         return out
 
     @torch.no_grad()
@@ -142,7 +144,15 @@ class DifferentialOp(SpikeCoding, nn.Module):
                 spikes=spikes,
                 neuron_steps=neuron_steps,
                 float_ops=encode + evaluations * self.float_ops_per_element * x.numel(),
+                act_reads=x.numel(),
+                act_writes=x.numel(),
+                **self._parameter_reads(x),
             )
+
+    def _parameter_reads(self, x: torch.Tensor) -> dict[str, int]:
+        """Per-channel parameters (a norm's weight and bias) read with every element, once per evaluation."""
+        per_element = sum(1 for p in (getattr(self, "weight", None), getattr(self, "bias", None)) if isinstance(p, torch.Tensor))
+        return dict(weight_reads=per_element * x.numel(), step_reads=per_element * x.numel())
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"

@@ -5,6 +5,8 @@ calls this module instead. Each piece is tested equal, bit for bit, to the stepp
 
 - ``spike_count_closed_form``, ``eiif_counts``, ``first_spike_time``: an EI-IF neuron with r >= 1
   under a constant input (eq. 6-10) fires on its first k steps (tests/test_neuron.py, test_quant.py);
+- ``coded_counts``, ``coded_spikes``, ``coded_matmul_tallies``, ``coded_multiply_tallies``: the count, the
+  spikes and the B.1 counters of every spike coding (rate, bitwise, multilevel) (tests/test_coding.py);
 - ``folded_weight``: Synapsis's W * s_static, kept while its sources are unchanged (test_synapsis.py);
 - ``StaircaseClosedForm``: the staircase neurons of B.2.2 as a threshold search, served by an exact
   bucket table (``lookup.py``) (test_silu.py, test_lookup.py, test_gpt2.py);
@@ -94,6 +96,64 @@ def eiif_counts(neuron: nn.Module, x: torch.Tensor, time_steps: int) -> torch.Te
     ):
         return quantize_counts(x, time_steps)
     return spike_count_closed_form(x, time_steps, neuron.theta_base.to(x.dtype), neuron.alpha.to(x.dtype))
+
+
+def coded_counts(neuron: nn.Module, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """The count sum_k w_k S(k) an ``EIIFNeuron`` of its ``coding`` emits under constant ``x`` without stepping: rate
+    ``eiif_counts``; bitwise and multilevel code the quantizer's count, ``quantize_counts(x, T)`` (the neuron checks it
+    has the conversion parameters; the stepped code equals it bit for bit wherever T and the digit thresholds w - 0.5
+    are representable, i.e. in float32 and float64 for every T of a <= 16-bit quantizer)."""
+    if neuron.coding == "rate":
+        return eiif_counts(neuron, x, time_steps)
+    check_finite(x, "x")
+    neuron.check_coding_parameters()
+    return quantize_counts(x, check_time_steps(time_steps))
+
+
+def popcount(counts: torch.Tensor) -> torch.Tensor:
+    """Nonzero binary digits of |n| per entry (int32) of integer-valued counts with |n| < 2^16 (every count of a
+    <= 16-bit quantizer): the SWAR bit count, summing bit pairs, then nibbles, bytes and the two bytes."""
+    m = counts.detach().abs().to(torch.int32)
+    m = m - ((m >> 1) & 0x5555)
+    m = (m & 0x3333) + ((m >> 2) & 0x3333)
+    m = (m + (m >> 4)) & 0x0F0F
+    return (m + (m >> 8)) & 0x1F
+
+
+def spikes_per_entry(counts: torch.Tensor, coding: str) -> torch.Tensor:
+    """Spikes (int) each entry of the counts n emits in ``coding``: rate |n|, bitwise popcount(|n|), multilevel [n != 0]."""
+    if coding == "bitwise":
+        return popcount(counts)
+    if coding == "multilevel":
+        return (counts != 0).to(torch.int32)
+    return counts.detach().abs().to(torch.int64)
+
+
+def coded_spikes(counts: torch.Tensor, coding: str, time_steps: int) -> int:
+    """Spikes that code the counts n (|n| <= T) in ``coding``: rate sum |n|, bitwise sum popcount(|n|), multilevel #{n != 0}."""
+    if coding == "rate":
+        return counters.abs_sum(counts, bound=time_steps)
+    if coding == "multilevel":
+        return counters.nonzero(counts)
+    if time_steps >= 2**16:
+        raise ValueError(f"bitwise spike counts need T < 2^16, got T={time_steps}")
+    return int(popcount(counts).sum())
+
+
+def coded_matmul_tallies(na: torch.Tensor, nb: torch.Tensor, coding: str) -> tuple[int, int]:
+    """(spikes, spike pairs) of the stepped SNNMatmul of a bitwise or multilevel code from the counts n_a (..., M, K),
+    n_b (..., K, N): every spike of a_mk meets every spike of b_kn once, so with c = ``spikes_per_entry`` the pairs are
+    sum_mkn c_a,mk c_b,kn = sum over (pc_a @ pc_b) = sum_k (sum_m c_a,mk)(sum_n c_b,kn) (ACs bitwise, MACs multilevel)."""
+    ca, cb = spikes_per_entry(na, coding), spikes_per_entry(nb, coding)
+    pairs = int((ca.sum(-2, dtype=torch.int64) * cb.sum(-1, dtype=torch.int64)).sum())
+    return int(ca.sum()) + int(cb.sum()), pairs
+
+
+def coded_multiply_tallies(na: torch.Tensor, nb: torch.Tensor, coding: str) -> tuple[int, int]:
+    """(spikes, spike pairs) of the stepped SNNMultiply of a bitwise or multilevel code: entry i's spikes of a meet
+    its spikes of b, pairs = sum c_a c_b (pc_a * pc_b bitwise: ACs; [n_a != 0][n_b != 0] multilevel: MACs)."""
+    ca, cb = spikes_per_entry(na, coding), spikes_per_entry(nb, coding)
+    return int(ca.sum()) + int(cb.sum()), int((ca.to(torch.int64) * cb).sum())
 
 
 def first_spike_time(count: torch.Tensor) -> torch.Tensor:

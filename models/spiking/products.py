@@ -9,9 +9,12 @@ The time-stepped mode (``snn``) accumulates, at every step t, the increment of B
 whose sum over t is S_a,T . S_b,T = n_a . n_b. Every term is integer-valued, so the sum is exact
 (in float64 when the bound T_a T_b K reaches float32's 2^24) and equals the closed form
 (``snn-fused``: the product of the counts) bit for bit; ``qat`` is the same product with
-straight-through gradients. "." is the matrix product in SNNMatmul (attention scores) and the
-elementwise one in SNNMultiply (SwiGLU's silu(gate) * up). The activation-weight product of
-B.1 is ``Synapsis``.
+straight-through gradients. That is the ``rate`` coding of the neurons; in the ``bitwise`` and
+``multilevel`` codings (``neuron.py``) the neurons emit weighted digit planes a_i, b_j (weights
+w_i, w_j; multilevel: one graded plane each) and the stepped mode adds w_i w_j (a_i . b_j) for every
+pair, again integer-valued and exact, again equal to the product of the counts. "." is the
+matrix product in SNNMatmul (attention scores) and the elementwise one in SNNMultiply (SwiGLU's
+silu(gate) * up). The activation-weight product of B.1 is ``Synapsis``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,19 @@ from torch import nn
 import models.spiking.counters as counters
 import models.spiking.observe as observe
 
-from .checks import OPERATOR_MODES, check_finite, check_mode
+from .checks import OPERATOR_MODES, check_finite, check_mode, coding_steps
 from .encode import SpikeCoding, SpikeEncoder, spike_code
-from .fast import firing_prefix, line_histogram, matmul_tallies, multiply_tallies, query_tallies
-from .neuron import EIIFNeuron
+from .fast import (
+    coded_matmul_tallies,
+    coded_multiply_tallies,
+    coded_spikes,
+    firing_prefix,
+    line_histogram,
+    matmul_tallies,
+    multiply_tallies,
+    query_tallies,
+)
+from .neuron import EIIFNeuron, step_weights
 from .quant import QuantSpec, Quantizer
 
 FLOAT32_EXACT = 2**24
@@ -106,6 +118,16 @@ class ActivationProduct(SpikeCoding, nn.Module):
     def coding_steps(self) -> int:
         return self.qa.T
 
+    @property
+    def coding(self) -> str:
+        """The spike coding of both operands (one coding: the planes of a and b pair up)."""
+        if self.a_neuron.coding != self.b_neuron.coding:
+            raise ValueError(
+                f"{type(self).__name__} codes a and b in one coding, got {self.a_neuron.coding} and {self.b_neuron.coding}; "
+                "set both with set_coding(model, coding)"
+            )
+        return self.a_neuron.coding
+
     def product(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -121,7 +143,7 @@ class ActivationProduct(SpikeCoding, nn.Module):
         raise NotImplementedError
 
     def closed_form_tallies(self, na: torch.Tensor, nb: torch.Tensor) -> tuple[int, int]:
-        """(spikes, ACs) the time-stepped mode counts, from the spike counts (``fast.py``)."""
+        """(spikes, synops) the time-stepped mode counts, from the spike counts (``fast.py``)."""
         raise NotImplementedError
 
     def _accumulator(self, a: torch.Tensor, b: torch.Tensor) -> torch.dtype:
@@ -165,7 +187,7 @@ class ActivationProduct(SpikeCoding, nn.Module):
         na, _ = spike_code(self, self.a_neuron, a, sa, self.qa.T, "snn-fused", tally=False)
         out = self.product(na.to(acc), nb.to(acc)).to(a.dtype).mul_(sa * sb)
         if counters.counting():
-            if b_tally is not None and na.shape[-2] == 1:
+            if b_tally is not None and na.shape[-2] == 1 and self.coding == "rate":  # the tallies keep rate histograms
                 tallies = query_tallies(na, b_tally.prefix(self.qb.T), b_tally.spikes(), nb.shape[-1], self.qa.T, self.qb.T)
             else:
                 tallies = self.closed_form_tallies(na, nb)
@@ -174,8 +196,12 @@ class ActivationProduct(SpikeCoding, nn.Module):
 
     @torch.no_grad()
     def iter_steps(self, a: torch.Tensor, b: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Time-stepped B.1: yields the accumulated product s_a s_b A_t after every step t."""
+        """Time-stepped B.1: yields the accumulated product s_a s_b A_t after every step t (rate coding;
+        ``_iter_coded_steps`` for the others)."""
         self.check_operands(a, b)
+        if self.coding != "rate":
+            yield from self._iter_coded_steps(a, b)
+            return
         sa, sb = self.qa.scale_for(a), self.qb.scale_for(b)
         va, vb = a / sa, b / sb
         Ta, Tb = self.qa.T, self.qb.T
@@ -210,22 +236,81 @@ class ActivationProduct(SpikeCoding, nn.Module):
         if counters.counting():
             self._record_counts(a, b, spikes, acs)
 
+    def _iter_coded_steps(self, a: torch.Tensor, b: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Stepped product of bitwise or multilevel codes: the neurons emit, in lockstep, the planes a_i and b_j worth
+        w_i and w_j (``step_weights``); at step t every pair that has met by then (max(i, j) = t) adds w_i w_j (a_i . b_j)
+        to A, so after the last step A = (sum_i w_i a_i) . (sum_j w_j b_j) = n_a . n_b, integer-valued and exact in
+        the accumulator (|A| <= T_a T_b K at every step: the digits of one entry share its sign). Yields s_a s_b A_t
+        after every step; counts the spikes and the spike pairs that meet (bitwise: ACs; multilevel: MACs)."""
+        sa, sb = self.qa.scale_for(a), self.qb.scale_for(b)
+        va, vb = a / sa, b / sb
+        Ta, Tb = self.qa.T, self.qb.T
+        wa, wb = step_weights(self.coding, Ta), step_weights(self.coding, Tb)
+        acc = self._accumulator(a, b)
+        sum_a = torch.zeros_like(va, dtype=acc)
+        sum_b = torch.zeros_like(vb, dtype=acc)
+        planes_a: list[torch.Tensor] = []
+        planes_b: list[torch.Tensor] = []
+        A: torch.Tensor | None = None
+        scale = sa * sb
+        self.a_neuron.reset()
+        self.b_neuron.reset()
+        a_train, b_train = self.a_neuron.iter_constant(va, Ta), self.b_neuron.iter_constant(vb, Tb)
+        spikes = pairs = 0
+        for t in range(max(len(wa), len(wb))):
+            for train, planes, weights, total in ((a_train, planes_a, wa, sum_a), (b_train, planes_b, wb, sum_b)):
+                if t < len(weights):
+                    planes.append(next(train).to(acc))
+                    total.add_(planes[-1], alpha=weights[t])
+                    if counters.counting():
+                        spikes += counters.nonzero(planes[-1])
+            met = [(t, j) for j in range(len(planes_b))] if t < len(wa) else []
+            met += [(i, t) for i in range(min(t, len(planes_a)))] if t < len(wb) else []
+            for i, j in met:
+                term = self.product(planes_a[i], planes_b[j])
+                A = term.mul_(wa[i] * wb[j]) if A is None else A.add_(term, alpha=wa[i] * wb[j])
+                if counters.counting():
+                    pairs += self.coincident(planes_a[i], planes_b[j])
+            yield A.to(a.dtype) * scale
+        self.a_neuron.reset()
+        self.b_neuron.reset()
+        if observe.observing():
+            observe.encoded(self, va, sum_a, Ta, sa)
+            observe.encoded(self, vb, sum_b, Tb, sb)
+        if counters.counting():
+            self._record_counts(a, b, spikes, pairs)
+
     def _record_counts(self, a: torch.Tensor, b: torch.Tensor, spikes: int, synops: int) -> None:
-        """One call's counts; ``synops`` are MACs in mode qat and ACs in the spiking modes."""
+        """One call's counts; ``synops`` are MACs in mode qat and in the multilevel coding (a graded spike multiplies),
+        ACs in the rate and bitwise codings. Dense: rate 3 products per step (B.1's increment) over max(T_a, T_b) steps,
+        bitwise one product per pair of digit planes (K_a K_b), multilevel one product."""
         g = self.geometry(a, b)
         dense = g.out_numel * g.inner
         float_ops = 2 * (a.numel() + b.numel()) + 2 * g.out_numel  # two absmax, two x/s, s_a s_b, product * scale
         if self.mode == "qat":
-            counters.record(self, Effective_MACs=synops, Dense=dense, float_ops=float_ops)
+            counters.record(self, Effective_MACs=synops, Dense=dense, float_ops=float_ops, **self._memory_traffic(a, b, 1))
             return
+        coding = self.coding
+        Ka, Kb = coding_steps(coding, self.qa.T), coding_steps(coding, self.qb.T)
+        dense_products = {"rate": 3 * max(Ka, Kb), "bitwise": Ka * Kb, "multilevel": 1}[coding]
+        acs, macs = (0, synops) if coding == "multilevel" else (synops, 0)
         counters.record(
             self,
             spikes=spikes,
-            neuron_steps=self.qa.T * a.numel() + self.qb.T * b.numel(),
-            Effective_ACs=synops,
-            Dense=3 * max(self.qa.T, self.qb.T) * dense,
+            neuron_steps=Ka * a.numel() + Kb * b.numel(),
+            Effective_ACs=acs,
+            Effective_MACs=macs,
+            Dense=dense_products * dense,
             float_ops=float_ops,
+            **self._memory_traffic(a, b, max(Ka, Kb)),
         )
+
+    def _memory_traffic(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> dict[str, int]:
+        """Elements moved by one call (``counters.py``): a matmul reads its b (cached keys or values) once per row of a
+        (``steps`` times if once per time step); an elementwise product reads both operands as activations."""
+        g = self.geometry(a, b)
+        cached = g.out_numel * g.inner
+        return dict(cache_reads=cached, step_reads=steps * cached, act_reads=a.numel(), act_writes=g.out_numel)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"
@@ -265,6 +350,8 @@ class SNNMatmul(ActivationProduct):
         return int((((at != 0).sum(-2)) * (bt != 0).sum(-1)).sum())
 
     def closed_form_tallies(self, na: torch.Tensor, nb: torch.Tensor) -> tuple[int, int]:
+        if self.coding != "rate":
+            return coded_matmul_tallies(na, nb, self.coding)
         return matmul_tallies(na, nb, self.qa.T, self.qb.T)
 
 
@@ -288,7 +375,13 @@ class SNNMultiply(ActivationProduct):
     def coincident(self, at: torch.Tensor, bt: torch.Tensor) -> int:
         return counters.nonzero(at * bt)
 
+    def _memory_traffic(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> dict[str, int]:
+        """Both operands are activations, read once; the product written once."""
+        return dict(act_reads=a.numel() + b.numel(), act_writes=a.numel())
+
     def closed_form_tallies(self, na: torch.Tensor, nb: torch.Tensor) -> tuple[int, int]:
+        if self.coding != "rate":
+            return coded_multiply_tallies(na, nb, self.coding)
         return multiply_tallies(na, nb, self.qa.T, self.qb.T)
 
 
@@ -328,8 +421,12 @@ class SpikingAttentionValues(nn.Module):
         ``v_tally``: v's kept firing histograms (per kv head), for counting one query row."""
         folded = probs * s_v.transpose(-1, -2)
         if counters.counting():
-            spikes = v_tally.spikes() * (n_v.shape[1] // v_tally.spikes_total.shape[1]) if v_tally is not None else counters.abs_sum(n_v, bound=self.values.T)
-            self.values._record_counts(n_v, spikes)
+            coding = self.values.neuron.coding
+            if v_tally is not None and coding == "rate":  # the tallies keep rate histograms
+                spikes = v_tally.spikes() * (n_v.shape[1] // v_tally.spikes_total.shape[1])
+            else:
+                spikes = coded_spikes(n_v, coding, self.values.T)
+            self.values._record_counts(n_v, spikes, values_read=False)
             self._record_counts(folded)
         return self.matmul.forward_coded(folded, n_v, torch.ones((), dtype=folded.dtype), v_tally)
 

@@ -76,7 +76,11 @@ class SpikeProduct(nn.Module):
         pv_acs = (((scores != 0).to(q.dtype)) @ v.abs().sum(-1, keepdim=True)).sum()  # a nonzero score per value spike
         T, B, H, Lq, d = q.shape
         Lk = k.shape[-2]
-        counters.record(self, Effective_ACs=int(qk_acs) + int(pv_acs), Dense=2 * T * B * H * Lq * Lk * d)
+        cached = 2 * B * H * Lq * Lk * d  # keys, then values, read once per query row
+        counters.record(
+            self, Effective_ACs=int(qk_acs) + int(pv_acs), Dense=2 * T * B * H * Lq * Lk * d,
+            cache_reads=cached, step_reads=T * cached, act_writes=B * H * Lq * d,
+        )
 
 
 class SpikeLinear(nn.Linear):
@@ -103,6 +107,9 @@ class SpikeLinear(nn.Linear):
             Effective_ACs=spikes * self.out_features,
             Dense=time_steps * counts.numel() * self.out_features,
             float_ops=tokens * self.out_features if bias else 0,
+            weight_reads=tokens * self.weight.numel(),
+            step_reads=time_steps * tokens * self.weight.numel(),
+            act_writes=tokens * self.out_features,
         )
 
 

@@ -214,10 +214,11 @@ class SNNStaircase(SpikeCoding, nn.Module):
     def _record_counts(self, x: torch.Tensor, fired: int | None) -> None:
         """Spiking modes: ``fired`` spikes, one AC each; qat (``fired`` None): the float activation's work."""
         if fired is None:
-            counters.record(self, float_ops=self.float_ops_per_element * x.numel())
+            counters.record(self, float_ops=self.float_ops_per_element * x.numel(), act_reads=x.numel(), act_writes=x.numel())
         else:
             counters.record(
-                self, spikes=fired, neuron_steps=self.time_steps * x.numel(), Effective_ACs=fired, Dense=self.time_steps * x.numel()
+                self, spikes=fired, neuron_steps=self.time_steps * x.numel(), Effective_ACs=fired, Dense=self.time_steps * x.numel(),
+                act_reads=x.numel(), act_writes=x.numel(),
             )
 
     def extra_repr(self) -> str:

@@ -28,7 +28,7 @@ from torch import nn
 
 import models.spiking.counters as counters
 
-from .checks import SPIKING_MODES, check_finite, check_last_dim, check_mode
+from .checks import SPIKING_MODES, check_finite, check_last_dim, check_mode, coding_steps
 from .encode import SpikeCoding, spike_code
 from .fast import folded_weight
 from .neuron import EIIFNeuron
@@ -98,6 +98,13 @@ class _SynapseBase(SpikeCoding, nn.Module):
             ops += 3 * y.numel()  # absmax, y/s, n*s
         return ops
 
+    def _memory_traffic(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> dict[str, int]:
+        """Elements moved by one call (``counters.py``): W and b once per token (``steps`` times if read per time step),
+        the input values read by the pre-synaptic coding, the output values written."""
+        tokens = x.numel() // self.in_features
+        weights = tokens * (self.weight.numel() + (self.out_features if self.bias is not None else 0))
+        return dict(weight_reads=weights, step_reads=steps * weights, act_reads=x.numel(), act_writes=y.numel())
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, mode={self.mode}"
 
@@ -124,6 +131,7 @@ class QSynapsis(_SynapseBase):
             Effective_MACs=counters.nonzero(n) * self.out_features,
             Dense=tokens * self.in_features * self.out_features,
             float_ops=self._float_ops(x, y),
+            **self._memory_traffic(x, y, 1),
         )
 
 
@@ -175,12 +183,20 @@ class Synapsis(_SynapseBase):
         return out
 
     def _record_counts(self, x: torch.Tensor, y: torch.Tensor, T_pre: int, spikes: int, pre_spikes: int) -> None:
+        """One call's figures. Each pre-synaptic spike reaches out_features synapses: a rate or bitwise spike adds the
+        weight (shifted by its digit): ACs; a multilevel spike multiplies it by its integer level: MACs."""
         tokens = x.numel() // self.in_features
+        K_pre = coding_steps(self.pre_neuron.coding, T_pre)
+        K_post = coding_steps(self.post_neuron.coding, self.post.T) if self.post is not None else 0
+        synops = pre_spikes * self.out_features
+        acs, macs = (0, synops) if self.pre_neuron.coding == "multilevel" else (synops, 0)
         counters.record(
             self,
             spikes=spikes,
-            neuron_steps=T_pre * x.numel() + (self.post.T * y.numel() if self.post is not None else 0),
-            Effective_ACs=pre_spikes * self.out_features,
-            Dense=T_pre * tokens * self.in_features * self.out_features,
+            neuron_steps=K_pre * x.numel() + K_post * y.numel(),
+            Effective_ACs=acs,
+            Effective_MACs=macs,
+            Dense=K_pre * tokens * self.in_features * self.out_features,
             float_ops=self._float_ops(x, y),
+            **self._memory_traffic(x, y, K_pre),
         )
