@@ -71,7 +71,10 @@ def test_eval_writes_the_run_folder_and_tidy_tables(setup, capsys):
             cost = _strict_json(folder / "cost.json")  # strict JSON: the ANN's undefined sparsity is null, not NaN
             assert cost["total"]["tokens"] > 0
             estimated = {e["source"] for e in cost["total"]["estimated"]}
-            assert estimated == {"synops:45nm-fp32", "synops:45nm-int8"}
+            assert estimated == {"synops:45nm-fp32", "synops:45nm-int8", "memory:45nm-dram", "memory:45nm-sram-events", "memory:45nm-sram-steps"}
+            memory = [e for e in cost["total"]["estimated"] if e["source"].startswith("memory:")]
+            assert all(e["joules_low"] <= e["joules"] <= e["joules_high"] and e["assumptions"] for e in memory)
+            assert all(("SNN rate (int8)" if mode == "snn-fused" else "ANN fp32") in e["attributed"] for e in memory)
             assert cost["total"]["measured"] == []  # --meters none: nothing measured, nothing pretended
     assert _strict_json(run / "ann" / "snnbench_arc_easy" / "cost.json")["total"]["ops"]["activation_sparsity"] is None
     metrics = pd.read_csv(run / "metrics.csv")
@@ -93,6 +96,8 @@ def test_eval_writes_the_run_folder_and_tidy_tables(setup, capsys):
     assert set(energy["kind"]) == {"estimated"}
     snn = energy[(energy["mode"] == "snn-fused") & (energy["source"] == "synops:45nm-fp32")].iloc[0]
     assert snn["joules_per_token"] == pytest.approx(snn["joules"] / snn["tokens"])
+    ranged = energy[energy["source"] == "memory:45nm-dram"]
+    assert len(ranged) == len(energy[energy["source"] == "synops:45nm-fp32"]) and (ranged["joules_low"] < ranged["joules_high"]).all()
     paired = pd.read_csv(run / "paired.csv")  # snn-fused against ann, document by document
     assert set(paired["reference"]) == {"ann"} and set(paired["candidate"]) == {"snn-fused"}
     lambada = paired[(paired["level"] == "task") & (paired["task"] == "snnbench_lambada_openai")].set_index("quantity")

@@ -183,6 +183,9 @@ def test_the_frontier_measures_each_bit_width_before_and_after_fine_tuning_and_s
     assert rows.loc["ann", "spikes_per_token"] == 0 and rows.loc["b4-ptq", "spikes_per_token"] > 0
     assert rows.loc["b4-ptq-stdp", "mean_window"] <= rows.loc["b4-ptq", "mean_window"] == 7
     assert (table.filter(like="mj_per_token_") > 0).all().all()
+    for preset in ("45nm-dram", "45nm-sram-events", "45nm-sram-steps"):  # memory-aware, a low-high range per row
+        assert (table[f"mj_per_token_memory:{preset}_low"] <= table[f"mj_per_token_memory:{preset}_high"]).all()
+    assert (table["mj_per_token_memory:45nm-dram_low"] > table["mj_per_token_45nm-int8"]).all()  # memory adds to arithmetic
 
 
 def test_a_frontier_run_resumes_its_rows_and_refuses_other_settings(pretrained, tmp_path, capsys):
@@ -220,6 +223,58 @@ def test_bad_frontier_flags_are_one_line_errors_before_any_work(pretrained, tmp_
     assert _frontier(pretrained, tmp_path / "f", *argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "f" / "manifest.json").exists()
+
+
+# ---------------------------------------------------------------- energy with memory, codings and break-even (snnbench energy)
+
+
+def _energy(pretrained, out, *extra):
+    return main(["energy", "--model", str(pretrained / "ann" / "checkpoint"), "--bits", "3", "--count-data", "ptb", "--window", "8",
+                 "--counted-windows", "2", "--calibration-data", "ptb", "--calibration-tokens", "64", "--out", str(out), *extra])
+
+
+def test_energy_prices_the_ann_baselines_and_each_coding_and_resumes(pretrained, finetuned3, tmp_path, capsys):
+    out = tmp_path / "energy"
+    assert _energy(pretrained, out, "--snn-from", str(finetuned3 / "checkpoint")) == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "energy-analysis.csv", keep_default_na=False, na_values=[""])
+    assert len(table) == 3 * 6  # 3 memory presets x (ANN fp32, fp16, int3; SNN rate, bitwise, multilevel)
+    rows = table[table["preset"] == "45nm-dram"].set_index("variant")
+    assert list(rows.index) == ["ANN fp32", "ANN fp16", "ANN int3", "SNN rate (int3)", "SNN bitwise (int3)", "SNN multilevel (int3)"]
+    assert (rows.loc[["ANN fp32", "ANN fp16", "ANN int3"], "spikes_per_token"] == 0).all()
+    spikes = rows.loc[["SNN rate (int3)", "SNN bitwise (int3)", "SNN multilevel (int3)"], "spikes_per_token"]
+    assert spikes.iloc[0] >= spikes.iloc[1] >= spikes.iloc[2] > 0  # the same counts n: |n| >= popcount(|n|) >= [n != 0]
+    assert list(rows["time_steps"].iloc[3:]) == [3, 2, 1]  # T = 3: rate 3 steps, bitwise ceil(log2 4) = 2, multilevel 1
+    assert (table["memory_j_per_token_low"] <= table["memory_j_per_token_high"]).all()
+    assert (table["memory_j_per_token_low"] > table["arithmetic_j_per_token"]).all()  # memory adds to the arithmetic
+    assert rows.loc["ANN fp32", "arithmetic_j_per_token"] > rows.loc["ANN fp16", "arithmetic_j_per_token"] > rows.loc["ANN int3", "arithmetic_j_per_token"]
+    assert set(table["verdict_vs_int3"].dropna()) <= {"wins", "loses", "depends"} and table["verdict_vs_int3"].notna().sum() == 9
+    text = (out / "energy.md").read_text()
+    assert "**45nm-sram-events**" in text and "estimated" in text and (out / "breakeven.png").stat().st_size > 10_000
+    # a killed run keeps its counts; other settings are refused
+    (out / "counts" / "snn-bitwise.json").unlink()
+    (out / "energy-analysis.csv").unlink()
+    capsys.readouterr()
+    assert _energy(pretrained, out, "--snn-from", str(finetuned3 / "checkpoint")) == 0
+    said = capsys.readouterr().out
+    assert "ann              counts kept from the interrupted run" in said and "snn-bitwise" in said
+    again = pd.read_csv(out / "energy-analysis.csv", keep_default_na=False, na_values=[""])
+    pd.testing.assert_frame_equal(again, table)
+    assert _energy(pretrained, out, "--snn-from", "none") == 2
+    assert "holds a run with other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bits", "1"], "--bits must be an integer in 2..16, got 1"),
+    (["--codings", "rate,morse"], "--codings 'rate,morse': unknown morse; choose from rate, bitwise, multilevel"),
+    (["--memory-presets", "7nm"], "--memory-presets '7nm': unknown 7nm"),
+    (["--snn-from", "/nonexistent"], "--snn-from /nonexistent: no such checkpoint folder"),
+    (["--count-data", "nosuch"], "unknown corpus 'nosuch'; known: ptb"),
+    (["--window", "1"], "--window must be >= 2, got 1"),
+])
+def test_bad_energy_flags_are_one_line_errors_before_any_work(pretrained, tmp_path, argv, message, capsys):
+    assert _energy(pretrained, tmp_path / "e", *argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "e" / "manifest.json").exists()
 
 
 def test_stage_3_runs_on_a_fine_tuned_checkpoint(finetuned3, tmp_path, capsys):

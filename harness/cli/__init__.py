@@ -19,9 +19,9 @@ from models.train.errors import TrainingError
 from tasks.fetch import data_dir
 
 from ..allocator import tune_allocator
-from . import ablate, bench, braingpt_ablate, compare, convert, data, demo, evaluate, frontier, neurtransformer, report, reproduce, stdp, train, verify
+from . import ablate, bench, braingpt_ablate, compare, convert, data, demo, energy, evaluate, frontier, neurtransformer, report, reproduce, stdp, train, verify
 
-COMMANDS = (verify, data, convert, evaluate, compare, train, stdp, frontier, neurtransformer, report, ablate, reproduce, bench, braingpt_ablate, demo)
+COMMANDS = (verify, data, convert, evaluate, compare, train, stdp, frontier, energy, neurtransformer, report, ablate, reproduce, bench, braingpt_ablate, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

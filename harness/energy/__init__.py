@@ -13,6 +13,9 @@ Measured and estimated figures are kept apart: every ``EnergyReading`` and
     meter.py     the meter interface and ``measure``      select.py    which meters a device gets
     nvml.py, rapl.py, codecarbon_meter.py: the meters   synops.py    presets and the estimate
     counting.py  operations counted over a few forwards, priced under presets
+    memory.py    the memory-aware estimate: arithmetic + weights, caches, membranes, spikes and activations moved,
+                 per memory preset (memory.toml) as a low-high range, for an ANN at fp32/fp16/int-b or an SNN
+    breakeven.py the window T and spike rate at which an SNN costs what an ANN does
 """
 
 from .codecarbon_meter import CodeCarbonMeter

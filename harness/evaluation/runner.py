@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from lm_eval import evaluator
 from lm_eval.tasks import TaskManager
@@ -45,7 +46,7 @@ from ..paired.runs import headlines, write_paired
 from ..runs import git_commit, machine_info, read_json, versions
 from .accounting import Accounting
 from .adapter import SNNBenchLM, pick_device
-from .costs import merge_ranks, task_record
+from .costs import MemoryPricing, merge_ranks, task_record
 from .identity import open_run
 from .options import BOOTSTRAP_ITERS, CALIBRATION, CALIBRATION_BATCH, EvalOptions
 from .plan import EvalPlan, energy_setup, finished, plan_eval
@@ -84,6 +85,25 @@ def gather(lm: SNNBenchLM, value: Any) -> list[Any]:
     return list(parts) if parts is not None else []
 
 
+def memory_pricing(model: torch.nn.Module, context: int | None) -> MemoryPricing:
+    """The memory-aware estimate of a mode: ``ann`` at its float format, ``qat`` as a b-bit integer ANN, the spiking modes as an SNN
+    with b-bit weights and activations in the model's spike coding; every built-in memory preset."""
+    from ..energy.memory import Variant, load_memory_presets, precision
+    from ..experiments.energy_analysis import cache_elements
+
+    spiking = model.spiking
+    dtype = next(model.parameters()).dtype
+    if spiking.mode == "ann":
+        variant = Variant(f"ANN {'fp32' if dtype == torch.float32 else 'fp16'}", precision("fp32" if dtype == torch.float32 else "fp16"))
+    elif spiking.mode == "qat":
+        variant = Variant(f"ANN int{spiking.bits}", precision(f"int{spiking.bits}"))
+    else:
+        coding = getattr(spiking, "coding", "rate")
+        variant = Variant(f"SNN {coding} (int{spiking.bits})", precision(f"int{spiking.bits}"), spiking=True, coding=coding)
+    parameters = sum(p.numel() for p in model.parameters())
+    return MemoryPricing(tuple(load_memory_presets().values()), variant, parameters, cache_elements(model, context or 2048))
+
+
 def run_task(lm: SNNBenchLM, accounting: Accounting, task: SuiteTask, folder: Path, plan: EvalPlan, options: EvalOptions) -> None:
     """Evaluate one task; rank 0 writes results, samples, the op counts by module and (last) cost.json."""
     accounting.tasks.clear()
@@ -108,7 +128,7 @@ def run_task(lm: SNNBenchLM, accounting: Accounting, task: SuiteTask, folder: Pa
     bad = non_finite_metrics(results)
     if bad:
         raise NonFiniteMetric(f"non-finite metric(s) {', '.join(bad[:3])}: the task is marked failed, not done")
-    record = task_record(task, wall, plan.world, costs, module_totals, readings, plan.presets)
+    record = task_record(task, wall, plan.world, costs, module_totals, readings, plan.presets, memory_pricing(lm.model, options.max_length))
     if module_totals:
         atomic_write_json(folder / "ops_by_module.json", dict(sorted(module_totals.items())))
     atomic_write_json(folder / "cost.json", record)

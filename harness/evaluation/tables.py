@@ -8,7 +8,8 @@
   ``unit`` and ``value``, with the task's tokens and the value per token. Rows are leaf tasks
   only (a group's cost is the sum of its members' rows), so any sum over rows is correct.
 - ``energy.csv``: one row per model x mode x leaf task x energy source: joules, and for meters
-  with a measured idle power the idle share and the joules above idle, both labelled.
+  with a measured idle power the idle share and the joules above idle, both labelled; a memory-aware
+  estimate (``memory:<preset>``) gives its range in ``joules_low`` / ``joules_high`` (``joules`` is its middle).
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def cost_rows(leaf: str, entry: dict[str, Any], common: dict[str, Any]) -> list[
     for kind in ("measured", "estimated"):
         for e in entry[kind]:
             rows.append(row(kind, e["source"], "energy", "J", _number(e.get("joules"))))
+            if "joules_low" in e:  # a range: its ends beside the middle
+                rows.append(row(kind, e["source"], "energy, low end", "J", _number(e.get("joules_low"))))
+                rows.append(row(kind, e["source"], "energy, high end", "J", _number(e.get("joules_high"))))
             if "joules_above_idle" in e:
                 rows.append(row(kind, e["source"], "idle energy", "J", _number(e.get("idle_joules"))))
                 rows.append(row(kind, e["source"], "energy above idle", "J", _number(e.get("joules_above_idle"))))
@@ -110,6 +114,7 @@ def energy_rows(leaf: str, entry: dict[str, Any], common: dict[str, Any]) -> lis
             joules = _number(e.get("joules"))
             above = _number(e.get("joules_above_idle"))
             rows.append({**common, "task": leaf, "kind": kind, "source": e["source"], "joules": joules,
+                         "joules_low": _number(e.get("joules_low")), "joules_high": _number(e.get("joules_high")),
                          "idle_joules": _number(e.get("idle_joules")), "joules_above_idle": above, "tokens": tokens,
                          "joules_per_token": joules / tokens if tokens else math.nan,
                          "joules_above_idle_per_token": above / tokens if tokens else math.nan,

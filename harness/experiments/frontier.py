@@ -8,7 +8,9 @@ each before and after stage 3 (STDP-inspired time-step optimization, which short
 time window). Each row holds held-out perplexity on every evaluation text (a WikiText sample and PTB
 by default, never the training text), spikes and synaptic operations per token, the mean time window,
 and the estimated energy per token under each preset (arithmetic only, as ``harness/energy``
-prices it); the float model is the reference row. All rows read the same tokens.
+prices it) and under each memory preset (arithmetic + memory traffic, a low-high range, the ANN at fp32 and
+the SNN with b-bit weights and activations: ``harness/energy/memory.py``); the float model is the reference
+row. All rows read the same tokens.
 
 Writes to ``--out``: ``rows/<row>.json`` as each row finishes (a killed run resumes at the next row,
 with the same settings only: ``manifest.json``), then ``frontier.csv``, ``frontier.md`` and
@@ -39,7 +41,8 @@ from tasks.corpus import text_ids
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, atomic_write_text, check_writable
 
-from ..energy import EnergyPreset, count_forwards, first_sequences, load_presets
+from ..energy import EnergyPreset, estimate, first_sequences, load_presets
+from ..energy.memory import MemoryPreset, Variant, load_memory_presets, memory_estimate, precision
 from ..evaluation.identity import model_identity, open_run
 from ..finetuned import FineTuned, best_finetuned
 from ..runs import read_json
@@ -55,6 +58,7 @@ class FrontierPlan:
     model: str
     bits: tuple[int, ...]
     presets: tuple[EnergyPreset, ...]
+    memory: tuple[MemoryPreset, ...]
     eval_data: tuple[str, ...]
     eval_tokens: int
     window: int
@@ -105,7 +109,8 @@ def plan_frontier(args) -> FrontierPlan:
         raise ValueError("--eval-data names no corpus; e.g. --eval-data wikitext,ptb")
     stdp = STDPConfig(steps=args.stdp_steps) if args.stdp_steps else None
     out = check_writable(args.out or f"results/frontier/{Path(args.model).name}", "--out")
-    return FrontierPlan(args.model, bits, tuple(known[n] for n in names), tuple(d for d in args.eval_data.split(",") if d), args.eval_tokens,
+    memory = load_memory_presets()
+    return FrontierPlan(args.model, bits, tuple(known[n] for n in names), tuple(memory.values()), tuple(d for d in args.eval_data.split(",") if d), args.eval_tokens,
                         args.window, args.counted_windows, args.calibration_data, args.calibration_tokens, args.granularity, stdp, finetuned, out)
 
 
@@ -124,7 +129,8 @@ def _checkpoint_bits(folder: Path) -> int:
 def settings(plan: FrontierPlan, identity: dict[str, str], finetuned: dict[int, FineTuned]) -> dict[str, Any]:
     """What makes two frontier runs the same run (rows of other settings are never mixed)."""
     return {
-        "model": identity, "bits": list(plan.bits), "presets": [p.as_dict() for p in plan.presets], "eval_data": list(plan.eval_data),
+        "model": identity, "bits": list(plan.bits), "presets": [p.as_dict() for p in plan.presets],
+        "memory_presets": [p.name for p in plan.memory], "eval_data": list(plan.eval_data),
         "eval_tokens": plan.eval_tokens, "window": plan.window, "counted_windows": plan.counted_windows,
         "calibration": {"data": plan.calibration_data, "tokens": plan.calibration_tokens, "granularity": plan.granularity},
         "stdp": asdict(plan.stdp) if plan.stdp else None,
@@ -147,26 +153,35 @@ def _finetuned(plan: FrontierPlan, identity: dict[str, str], say: Callable[[str]
 class Measure:
     """Perplexity on every evaluation text and counted operations priced under every preset, on the same tokens for every model."""
 
-    def __init__(self, plan: FrontierPlan, tokenizer) -> None:
+    def __init__(self, plan: FrontierPlan, tokenizer, parameters: int, cache_elements: int) -> None:
         self.plan = plan
+        self.parameters, self.cache_elements = parameters, cache_elements
         self.texts = {name: text_ids(tokenizer, name, "test", plan.eval_tokens) for name in plan.eval_data}
         first = self.texts[plan.eval_data[0]]
         self.counted = first_sequences(first, plan.window, plan.counted_windows)
 
-    def __call__(self, model, label: str) -> dict[str, Any]:
+    def __call__(self, model, label: str, bits: int | None) -> dict[str, Any]:
+        from .energy_analysis import count_model
+
         row: dict[str, Any] = {}
         for name, ids in self.texts.items():
             result = token_perplexity(model, ids, context_window=self.plan.window, desc=f"{label} {name}")
             row[f"perplexity_{name}"] = result["perplexity"]
             row[f"tokens_{name}"] = result["tokens"]
-        cost = count_forwards(model, [self.counted], self.plan.presets)
-        row["spikes_per_token"] = cost.per_token("spikes")
-        row["synops_per_token"] = cost.per_token("synops")
-        row["macs_per_token"] = cost.per_token("Effective_MACs")
-        for preset, e in zip(self.plan.presets, cost.estimates):
-            row[f"mj_per_token_{preset.name}"] = 1e3 * e.joules / cost.tokens
-        row["energy_kind"] = "estimated (arithmetic only: " + ", ".join(f"synops:{p.name}" for p in self.plan.presets) + ")"
-        row["counted_tokens"] = cost.tokens
+        counted = count_model(model, self.counted)
+        total, tokens = counted.total(), counted.tokens
+        row["spikes_per_token"] = total.spikes / tokens
+        row["synops_per_token"] = total.synops / tokens
+        row["macs_per_token"] = total.Effective_MACs / tokens
+        for preset in self.plan.presets:
+            row[f"mj_per_token_{preset.name}"] = 1e3 * estimate(total, preset).joules / tokens
+        variant = Variant("ANN fp32", precision("fp32")) if bits is None else Variant(f"SNN int{bits}", precision(f"int{bits}"), spiking=True)
+        for preset in self.plan.memory:
+            low, high = memory_estimate(counted.per_module, preset, variant, self.parameters, tokens, self.cache_elements).per_token()
+            row[f"mj_per_token_memory:{preset.name}_low"], row[f"mj_per_token_memory:{preset.name}_high"] = 1e3 * low, 1e3 * high
+        row["energy_kind"] = ("estimated (arithmetic only: " + ", ".join(f"synops:{p.name}" for p in self.plan.presets)
+                              + "; arithmetic + memory, low-high: " + ", ".join(f"memory:{p.name}" for p in self.plan.memory) + ")")
+        row["counted_tokens"] = tokens
         return row
 
 
@@ -200,7 +215,10 @@ def run_frontier(plan: FrontierPlan, say: Callable[[str], None], data_dir: str |
 
 
 def _rows(plan: FrontierPlan, loaded: LoadedModel, finetuned: dict[int, FineTuned], say: Callable[[str], None]) -> list[dict[str, Any]]:
-    measure = Measure(plan, loaded.tokenizer)
+    from .energy_analysis import cache_elements
+
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    measure = Measure(plan, loaded.tokenizer, parameters, cache_elements(loaded.model, plan.window))
     calibration_ids = text_ids(loaded.tokenizer, plan.calibration_data, "train", plan.calibration_tokens)
     calibration = calibration_batches(calibration_ids, plan.window, 2)
     stdp_batches = calibration_batches(calibration_ids, plan.window, 4)
@@ -240,7 +258,7 @@ def _row(plan: FrontierPlan, name: str, build: Callable[[], dict[str, Any]], mea
     started = time.perf_counter()
     built = build()
     model = built.pop("model")
-    row = {"row": name, **built, "mean_window": _mean_window(model), **measure(model, name), "seconds": time.perf_counter() - started}
+    row = {"row": name, **built, "mean_window": _mean_window(model), **measure(model, name, built["bits"]), "seconds": time.perf_counter() - started}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, row)
     first = plan.eval_data[0]
@@ -260,14 +278,20 @@ def write_frontier(table: pd.DataFrame, plan: FrontierPlan, model_name: str, sec
     shown = ["row", "bits", "time_steps", "mean_window", *(c for d in plan.eval_data for c in (f"perplexity_{d}", f"vs_ann_{d}")),
              "spikes_per_token", *(f"mj_per_token_{p.name}" for p in plan.presets)]
     view = table[shown].copy()
+    for p in plan.memory:
+        low, high = table[f"mj_per_token_memory:{p.name}_low"], table[f"mj_per_token_memory:{p.name}_high"]
+        view[f"mJ/token memory:{p.name}"] = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(low, high)]
     for d in plan.eval_data:
         view[f"vs_ann_{d}"] = view[f"vs_ann_{d}"].map(lambda v: f"{100 * v:+.2f}%")
     text = to_markdown([
         ("h2", f"Frontier of {model_name}: perplexity against estimated energy per token"),
         ("p", f"{int(ann[f'tokens_{first}'])} scored tokens of {first} (test) per row; operations counted on {int(ann['counted_tokens'])} "
-              f"tokens; energy estimated, arithmetic only ({', '.join(p.name for p in plan.presets)}), never measured. "
+              f"tokens; energy estimated, never measured: arithmetic only ({', '.join(p.name for p in plan.presets)}), and arithmetic + memory "
+              f"traffic as a low-high range ({', '.join(p.name for p in plan.memory)}; the SNN with b-bit weights and activations, the ANN "
+              "at fp32; harness/energy/memory.toml states each preset's assumptions). "
               f"ptq: calibrated conversion; finetuned: snnbench train --init, then conversion; -stdp: after stage 3. {seconds:.0f} s."),
         ("table", view),
     ])
     atomic_write_text(plan.out / "frontier.md", text)
-    plots.frontier(table, plan.out / "frontier.png", first, [p.name for p in plan.presets[:3]], model_name)
+    plots.frontier(table, plan.out / "frontier.png", first, [p.name for p in plan.presets[:2]] + [f"memory:{p.name}" for p in plan.memory[:2]],
+                   model_name)

@@ -249,6 +249,30 @@ def _stdp_row(name: str, summary: dict) -> dict:
     return row
 
 
+def _energy_analyses(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:
+    """Each ``snnbench energy`` folder: the ANN baselines and SNN codings, arithmetic-only and memory-aware (low-high), and the
+    break-even plot redrawn from the table."""
+    if not results.energy_analyses:
+        return
+    blocks.append(("h2", "Energy with memory traffic: ANN baselines, spike codings, break-even (estimated)"))
+    blocks.append(("p", "Every figure here is an estimate (Horowitz 45 nm arithmetic per precision; memory accesses priced per preset, "
+                        "its assumptions listed), never a measurement. Ranges: the preset's low and high prices. Break-evens: the time "
+                        "window T and the spike rate at which the SNN costs what the iso-precision integer ANN does."))
+    for name, table in sorted(results.energy_analyses.items()):
+        bits = int(table["precision"][table["coding"].fillna("") != ""].iloc[0][3:]) if (table["coding"].fillna("") != "").any() else 8
+        shown = pd.DataFrame({
+            "preset": table["preset"], "variant": table["variant"],
+            "arithmetic mJ/token": (1e3 * table["arithmetic_j_per_token"]).map(lambda v: f"{v:.3g}"),
+            "memory-aware mJ/token": [f"{1e3 * lo:.3g}-{1e3 * hi:.3g}" for lo, hi in zip(table["memory_j_per_token_low"], table["memory_j_per_token_high"])],
+            "T": table["time_steps"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}"),
+            f"verdict vs int{bits}": table.get(f"verdict_vs_int{bits}", pd.Series([""] * len(table))).fillna(""),
+        })
+        blocks.append(("h3", name))
+        blocks.append(("table", shown))
+        _write_table(out, f"energy_analysis_{name}", table, tables)
+        _figure(blocks, out, f"breakeven_{name}", lambda path: plots.breakeven(table, path, bits, name))
+
+
 def _other_tables(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:
     if not results.tables:
         return
@@ -298,6 +322,7 @@ def build_report(folders: list[str | Path], name: str, out_root: str | Path = "r
     _training(results, out, blocks, tables)
     _conversions(results, out, blocks, tables)
     _stdp(results, out, blocks, tables)
+    _energy_analyses(results, out, blocks, tables)
     _other_tables(results, out, blocks, tables)
     if len(blocks) <= 2 + (2 if results.notes or results.failures else 0):
         blocks.append(("p", "**Note:** none of the given folders held results to report."))

@@ -5,6 +5,7 @@ Kinds are recognised by the files a folder holds:
 - train run:  summary.json + log.jsonl (``snnbench train``)
 - conversion: convert.json + audit.json (``snnbench convert``)
 - stage 3:    stdp.json (``snnbench stdp``)
+- energy:     energy-analysis.csv (``snnbench energy``: memory-aware estimates, codings, break-even)
 - tables written by ``snnbench neurtransformer``, ``braingpt-ablate``, ``ablate`` and ``bench``.
 A folder of an unknown or older format, an empty run, or a failed task does not stop a report:
 each becomes a note naming what is missing.
@@ -32,6 +33,7 @@ class Results:
     conversions: dict[str, tuple[dict[str, Any], pd.DataFrame]] = field(default_factory=dict)
     stdp: dict[str, dict[str, Any]] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # name -> table (neurtransformer, ablation, bench ...)
+    energy_analyses: dict[str, pd.DataFrame] = field(default_factory=dict)  # folder -> energy-analysis.csv
     notes: list[str] = field(default_factory=list)
 
     def metrics_frame(self) -> pd.DataFrame:
@@ -114,8 +116,11 @@ def read(folders: list[str | Path]) -> Results:
             if (folder / "stdp.json").exists():
                 results.stdp[folder.name] = _json(folder / "stdp.json")
                 found = True
+            if (folder / "energy-analysis.csv").exists():
+                results.energy_analyses[folder.name] = pd.read_csv(folder / "energy-analysis.csv", keep_default_na=False, na_values=[""])
+                found = True
             for csv in sorted(folder.glob("*.csv")):
-                if csv.name not in ("metrics.csv", "cost.csv", "energy.csv", "paired.csv"):
+                if csv.name not in ("metrics.csv", "cost.csv", "energy.csv", "paired.csv", "energy-analysis.csv"):
                     results.tables[f"{folder.name}/{csv.stem}"] = pd.read_csv(csv)
                     found = True
             for child in sorted(p for p in folder.iterdir() if p.is_dir()):

@@ -128,6 +128,10 @@ def frontier(table: pd.DataFrame, path: Path, data: str, presets: list[str], mod
         return None
     styles = {"ptq": ("o", "-", "tab:blue", "calibrated conversion (PTQ)"), "finetuned": ("s", "-", "tab:red", "QAT fine-tuned"),
               "ptq-stdp": ("o", "--", "tab:cyan", "PTQ + stage 3"), "finetuned-stdp": ("s", "--", "tab:orange", "fine-tuned + stage 3")}
+    ranged = [p for p in presets if f"mj_per_token_{p}" not in table and f"mj_per_token_{p}_low" in table]
+    for p in ranged:  # a memory-aware estimate: plotted at the geometric middle of its range, the range as a bar
+        table = table.assign(**{f"mj_per_token_{p}": np.sqrt(table[f"mj_per_token_{p}_low"] * table[f"mj_per_token_{p}_high"])})
+    presets = [p for p in presets if f"mj_per_token_{p}" in table]
     spiking = table[table["row"] != "ann"].assign(kind=lambda f: f["row"].str.split("-", n=1).str[1])
     ann = table[table["row"] == "ann"]
     fig, axes = plt.subplots(1, len(presets), figsize=(5.2 * len(presets), 4.4), squeeze=False)
@@ -139,6 +143,9 @@ def frontier(table: pd.DataFrame, path: Path, data: str, presets: list[str], mod
             if part.empty:
                 continue
             ax.plot(part[energy], part[column], marker=marker, linestyle=line, color=color, label=label)
+            if preset in ranged:
+                ax.errorbar(part[energy], part[column], xerr=[part[energy] - part[f"{energy}_low"], part[f"{energy}_high"] - part[energy]],
+                            fmt="none", ecolor=color, alpha=0.6, capsize=2)
             if kind.endswith("stdp"):
                 continue  # the stage-3 points sit beside their source's label; their mean windows are in the table
             for _, row in part.iterrows():  # PTQ labels above the point, fine-tuned ones below it
@@ -147,10 +154,13 @@ def frontier(table: pd.DataFrame, path: Path, data: str, presets: list[str], mod
                             textcoords="offset points", color=color)
         if not ann.empty:
             ax.scatter(ann[energy], ann[column], marker="*", s=160, color="black", zorder=5, label="float model (ANN)")
+            if preset in ranged:
+                ax.errorbar(ann[energy], ann[column], xerr=[ann[energy] - ann[f"{energy}_low"], ann[f"{energy}_high"] - ann[energy]],
+                            fmt="none", ecolor="black", capsize=3)
             ax.axhline(float(ann[column].iloc[0]), color="black", linestyle=":", linewidth=0.8)
         _log_axis(ax, "x", pd.concat([spiking[energy], ann[energy]]))
         _log_axis(ax, "y", pd.concat([spiking[column], ann[column]]))
-        ax.set_xlabel(f"estimated energy per token, mJ ({preset}, arithmetic only)")
+        ax.set_xlabel(f"estimated energy per token, mJ ({preset}, " + ("arithmetic + memory, low-high)" if preset in ranged else "arithmetic only)"))
         ax.set_ylabel(f"perplexity on {data} (lower is better)")
         ax.set_title(model, fontsize=9)
         ax.legend(fontsize=7)
@@ -256,3 +266,64 @@ def sweep(table: pd.DataFrame, x: str, path: Path, what: str) -> str | None:
 
 def finite(value: float) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def breakeven_curves(table: pd.DataFrame, bits: int, points: int = 200) -> dict[str, dict[str, object]]:
+    """What ``breakeven`` draws, per preset: the T grid, the rate-coded SNN's energy per token on it (low, high bound;
+    J/token), the ANN levels (J/token, low and high) and where each drawn SNN line crosses the int-b ANN's."""
+    from harness.energy.breakeven import Linear, crossing, curve
+
+    out: dict[str, dict[str, object]] = {}
+    for preset, rows in table.groupby("preset", sort=False):
+        rate = rows[rows["coding"].fillna("") == "rate"]
+        if rate.empty or "fixed_j_low" not in rate:
+            continue
+        r = rate.iloc[0]
+        T0 = float(r["time_steps"])
+        forms = tuple(Linear(r[f"fixed_j_{b}"], r[f"steps_j_{b}"], r[f"spikes_j_{b}"], T0, r["spike_rate"]) for b in ("low", "high"))
+        grid = np.unique(np.concatenate([np.geomspace(1, max(2 * T0, 4), points), [T0]]))
+        anns = {r["variant"]: (r["memory_j_per_token_low"], r["memory_j_per_token_high"]) for _, r in rows[rows["coding"].fillna("") == ""].iterrows()}
+        lines = tuple(curve(f, grid) for f in forms)
+        ann_int = anns.get(f"ANN int{bits}", (math.nan, math.nan))
+        out[str(preset)] = {"grid": grid, "snn": lines, "anns": anns,
+                            "crossing": tuple(crossing(grid, line, level) for line, level in zip(lines, ann_int))}
+    return out
+
+
+def breakeven(table: pd.DataFrame, path: Path, bits: int, model: str) -> str | None:
+    """Estimated energy per token (memory-aware, low-high band) of the rate-coded SNN against its time window T, one
+    panel per memory preset; the ANN at fp32, fp16 and int-b as horizontal bands; each coding of the measured SNN
+    as a point with its range; dotted verticals where the SNN line crosses the int-b ANN (the break-even T)."""
+    drawn = breakeven_curves(table, bits)
+    if not drawn:
+        return None
+    colors = {"ANN fp32": "tab:gray", "ANN fp16": "tab:olive", f"ANN int{bits}": "tab:green"}
+    markers = {"rate": ("o", "tab:blue"), "bitwise": ("D", "tab:purple"), "multilevel": ("^", "tab:red")}
+    fig, axes = plt.subplots(1, len(drawn), figsize=(5.2 * len(drawn), 4.4), squeeze=False)
+    for ax, (preset, d) in zip(axes[0], drawn.items()):
+        grid, (low, high) = d["grid"], d["snn"]
+        ax.fill_between(grid, low * 1e3, high * 1e3, color="tab:blue", alpha=0.25, label="SNN, rate coding, over T")
+        ax.plot(grid, np.sqrt(low * high) * 1e3, color="tab:blue", linewidth=1)
+        for label, (lo, hi) in d["anns"].items():
+            ax.axhspan(lo * 1e3, hi * 1e3, color=colors.get(label, "black"), alpha=0.3)
+            ax.axhline(math.sqrt(lo * hi) * 1e3, color=colors.get(label, "black"), linewidth=1, label=label)
+        rows = table[(table["preset"] == preset) & (table["coding"].fillna("") != "")]
+        for _, r in rows.iterrows():
+            marker, color = markers.get(r["coding"], ("x", "black"))
+            lo, hi = r["memory_j_per_token_low"] * 1e3, r["memory_j_per_token_high"] * 1e3
+            mid = math.sqrt(lo * hi)
+            ax.errorbar([r["time_steps"]], [mid], yerr=[[mid - lo], [hi - mid]], fmt=marker, color=color, capsize=3,
+                        label=f"measured SNN, {r['coding']} (T={r['time_steps']:.0f})", zorder=5)
+        for t in d["crossing"]:
+            if np.isfinite(t):
+                ax.axvline(t, color="tab:green", linestyle=":", linewidth=1)
+        values = pd.Series(np.concatenate([low, high]) * 1e3)
+        _log_axis(ax, "x", pd.Series(grid))
+        _log_axis(ax, "y", pd.concat([values, pd.Series([v * 1e3 for pair in d["anns"].values() for v in pair])]))
+        ax.set_xlabel("time steps T (spike rate per step as measured)")
+        ax.set_ylabel("estimated energy per token, mJ (arithmetic + memory)")
+        ax.set_title(f"{model}, {bits} bits: {preset}", fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
+    save(fig, path)
+    return (f"Estimated energy per token of {model}'s SNN at {bits} bits against its time window (rate coding, band = the preset's "
+            "low-high prices), beside the ANN at fp32, fp16 and int-b; points: the measured SNN under each coding; dotted: break-even T.")
