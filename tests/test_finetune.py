@@ -237,8 +237,11 @@ def test_energy_prices_the_ann_baselines_and_each_coding_and_resumes(pretrained,
     out = tmp_path / "energy"
     assert _energy(pretrained, out, "--snn-from", str(finetuned3 / "checkpoint")) == 0, capsys.readouterr().err
     table = pd.read_csv(out / "energy-analysis.csv", keep_default_na=False, na_values=[""])
-    assert len(table) == 3 * 6  # 3 memory presets x (ANN fp32, fp16, int3; SNN rate, bitwise, multilevel)
-    rows = table[table["preset"] == "45nm-dram"].set_index("variant")
+    assert len(table) == 2 * 3 * 6  # prefill and decode x 3 memory presets x (ANN fp32, fp16, int3; SNN rate, bitwise, multilevel)
+    rows = table[(table["preset"] == "45nm-dram") & (table["phase"] == "prefill")].set_index("variant")
+    decode = table[(table["preset"] == "45nm-dram") & (table["phase"] == "decode")].set_index("variant")
+    assert (decode["tokens"] == 2).all() and (rows["tokens"] == 16).all()  # one generated token per window; 2 windows of 8
+    assert (decode["cache_share_high"] > 0).all()  # a decoded token reads the keys and values of the 7 before it
     assert list(rows.index) == ["ANN fp32", "ANN fp16", "ANN int3", "SNN rate (int3)", "SNN bitwise (int3)", "SNN multilevel (int3)"]
     assert (rows.loc[["ANN fp32", "ANN fp16", "ANN int3"], "spikes_per_token"] == 0).all()
     spikes = rows.loc[["SNN rate (int3)", "SNN bitwise (int3)", "SNN multilevel (int3)"], "spikes_per_token"]
@@ -247,9 +250,9 @@ def test_energy_prices_the_ann_baselines_and_each_coding_and_resumes(pretrained,
     assert (table["memory_j_per_token_low"] <= table["memory_j_per_token_high"]).all()
     assert (table["memory_j_per_token_low"] > table["arithmetic_j_per_token"]).all()  # memory adds to the arithmetic
     assert rows.loc["ANN fp32", "arithmetic_j_per_token"] > rows.loc["ANN fp16", "arithmetic_j_per_token"] > rows.loc["ANN int3", "arithmetic_j_per_token"]
-    assert set(table["verdict_vs_int3"].dropna()) <= {"wins", "loses", "depends"} and table["verdict_vs_int3"].notna().sum() == 9
+    assert set(table["verdict_vs_int3"].dropna()) <= {"wins", "loses", "depends"} and table["verdict_vs_int3"].notna().sum() == 18
     text = (out / "energy.md").read_text()
-    assert "**45nm-sram-events**" in text and "estimated" in text and (out / "breakeven.png").stat().st_size > 10_000
+    assert "**45nm-sram-events**, decode" in text and "estimated" in text and (out / "breakeven.png").stat().st_size > 10_000
     # a killed run keeps its counts; other settings are refused
     (out / "counts" / "snn-bitwise.json").unlink()
     (out / "energy-analysis.csv").unlink()

@@ -1,10 +1,11 @@
 """Energy that holds up (``snnbench energy``): arithmetic-only and memory-aware estimates, iso-precision ANN
 baselines, three spike codings and the break-even, for one pretrained model at one bit width.
 
-Counted on the same tokens (the first windows of a held-out text): the float model once (its counts
-price the ANN at fp32, fp16 and b-bit integers: the iso-precision baseline of Yan et al. 2024), the
-SNN at b bits once per spike coding (rate, bitwise, multilevel: the same counts n, other spike
-trains). Each variant is priced under every memory preset (``harness/energy/memory.toml``): the
+Counted on the same tokens (the first windows of a held-out text), in two phases (prefill: every token
+of a window at once; decode: the last token generated after the rest, reading the key/value cache):
+the float model (its counts price the ANN at fp32, fp16 and b-bit integers: the iso-precision baseline
+of Yan et al. 2024), the SNN at b bits once per spike coding (rate, bitwise, multilevel: the same
+counts n, other spike trains). Each variant is priced under every memory preset (``harness/energy/memory.toml``): the
 arithmetic alone and arithmetic + memory as a low-high range, per token; for the SNN, the break-even
 window T* and spike rate r* against the iso-precision ANN (``harness/energy/breakeven.py``).
 
@@ -46,6 +47,7 @@ from ..finetuned import best_finetuned
 from ..report.render import to_markdown
 from ..runs import read_json
 
+PHASES = ("prefill", "decode")  # every token of a window at once; one generated token after a full window
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,18 @@ class Counted:
         return cls({k: OpStats(**{f: int(x) for f, x in v.items() if f in names}) for k, v in d["per_module"].items()}, int(d["tokens"]))
 
 
-def count_model(model: nn.Module, batch: torch.Tensor) -> Counted:
-    """Run ``model`` once on ``batch`` (no gradients) under an op counter: its per-module counts."""
-    with OpCounter(model) as counter, torch.no_grad():
-        model(batch)
-    return Counted(dict(counter.totals), batch.numel())
+def count_model(model: nn.Module, batch: torch.Tensor, phase: str = "prefill") -> Counted:
+    """Per-module counts of ``model`` (no gradients) on ``batch``: ``prefill``, every token of every row at once; ``decode``,
+    the last token of each row generated after the others were prefilled uncounted (its key/value cache read)."""
+    with torch.no_grad():
+        if phase == "prefill":
+            with OpCounter(model) as counter:
+                model(batch)
+            return Counted(dict(counter.totals), batch.numel())
+        _, cache = model(batch[:, :-1], use_cache=True)
+        with OpCounter(model) as counter:
+            model(batch[:, -1:], cache=cache, use_cache=True)
+        return Counted(dict(counter.totals), batch.shape[0])
 
 
 def cache_elements(model: nn.Module, context: int) -> int:
@@ -160,7 +169,6 @@ def run_energy(plan: EnergyPlan, say: Callable[[str], None], data_dir: str | Non
     try:
         ids = text_ids(loaded.tokenizer, plan.count_data, "test", plan.window * plan.counted_windows)
         batch = first_sequences(ids, plan.window, plan.counted_windows)
-        counts = {"ann": _counted(plan, "ann", lambda: count_model(loaded.model, batch), say)}
         spiking_model: list[nn.Module] = []
 
         def build_snn() -> nn.Module:
@@ -168,12 +176,18 @@ def run_energy(plan: EnergyPlan, say: Callable[[str], None], data_dir: str | Non
                 spiking_model.append(_snn(plan, loaded, snn_checkpoint))
             return spiking_model[0]
 
-        for coding in plan.codings:
-            counts[coding] = _counted(plan, f"snn-{coding}", lambda coding=coding: _count_coded(build_snn(), coding, batch), say)
+        counts: dict[str, dict[str, Counted]] = {}
+        for phase in PHASES:
+            prefix = "" if phase == "prefill" else f"{phase}-"
+            counts[phase] = {"ann": _counted(plan, f"{prefix}ann", lambda phase=phase: count_model(loaded.model, batch, phase), say)}
+            for coding in plan.codings:
+                counts[phase][coding] = _counted(plan, f"{prefix}snn-{coding}",
+                                                 lambda coding=coding, phase=phase: _count_coded(build_snn(), coding, batch, phase), say)
     finally:
         lock.release()
     parameters = sum(p.numel() for p in loaded.model.parameters())
-    table = price_variants(counts, plan.presets, plan.bits, parameters, cache_elements(loaded.model, plan.window))
+    table = pd.concat([price_variants(counts[phase], plan.presets, plan.bits, parameters, cache_elements(loaded.model, plan.window))
+                       .assign(phase=phase) for phase in PHASES], ignore_index=True)
     write_energy(table, plan, loaded.name, snn, time.perf_counter() - started)
     return table, plan.out
 
@@ -199,10 +213,10 @@ def _snn(plan: EnergyPlan, loaded: LoadedModel, checkpoint: Path | None) -> nn.M
     return convert(loaded.model, calibration_batches(calibration_ids, plan.window, 2), spiking).snn
 
 
-def _count_coded(model: nn.Module, coding: str, batch: torch.Tensor) -> Counted:
+def _count_coded(model: nn.Module, coding: str, batch: torch.Tensor, phase: str) -> Counted:
     """The counts of ``model`` with its neurons in spike ``coding`` (the outputs are the same in every coding)."""
     with_coding(model, coding)
-    return count_model(model, batch)
+    return count_model(model, batch, phase)
 
 
 def _counted(plan: EnergyPlan, name: str, count: Callable[[], Counted], say: Callable[[str], None]) -> Counted:
@@ -274,14 +288,15 @@ def _range(low: float, high: float, scale: float = 1e3) -> str:
 
 
 def sentences(table: pd.DataFrame, bits: int) -> list[str]:
-    """One sentence per preset: whether each coding of the SNN wins against the iso-precision and the fp32 ANN."""
+    """One sentence per preset (and phase): whether each coding of the SNN wins against the iso-precision and the fp32 ANN."""
     out = []
-    for preset, rows in table.groupby("preset", sort=False):
+    for key, rows in table.groupby(["preset", "phase"] if "phase" in table else ["preset"], sort=False):
+        preset, phase = (key[0], f", {key[1]}" if len(key) > 1 else "")
         snn = rows[rows["coding"] != ""]
         parts = []
         for _, r in snn.iterrows():
             parts.append(f"{r['coding']} {_say(r[f'verdict_vs_int{bits}'])} against int{bits} and {_say(r['verdict_vs_fp32'])} against fp32")
-        out.append(f"**{preset}** ({rows.iloc[0]['assumptions']}): the SNN " + "; ".join(parts) + ".")
+        out.append(f"**{preset}**{phase} ({rows.iloc[0]['assumptions']}): the SNN " + "; ".join(parts) + ".")
     return out
 
 
@@ -295,39 +310,39 @@ def write_energy(table: pd.DataFrame, plan: EnergyPlan, model_name: str, snn: di
 
     atomic_write_text(plan.out / "energy-analysis.csv", table.to_csv(index=False, float_format="%.10g"))
     shown = pd.DataFrame({
-        "preset": table["preset"], "variant": table["variant"],
+        "phase": table["phase"], "preset": table["preset"], "variant": table["variant"],
         "arithmetic mJ/token": [f"{v * 1e3:.3g}" for v in table["arithmetic_j_per_token"]],
         "memory-aware mJ/token (low-high)": [_range(lo, hi) for lo, hi in zip(table["memory_j_per_token_low"], table["memory_j_per_token_high"])],
         "T": ["" if math.isnan(t) else f"{t:.0f}" for t in table["time_steps"]],
         "spikes/token": [f"{s:,.0f}" if c else "" for s, c in zip(table["spikes_per_token"], table["coding"])],
-        f"break-even spike rate vs int{plan.bits} (low-high)": [
-            _rate(r, table, i, plan.bits) for i, r in enumerate(table["coding"])],
-        f"break-even T vs int{plan.bits} (low-high)": [_T(table, i, plan.bits) for i in range(len(table))],
+        "spike rate": [f"{r:.3g}" if c else "" for r, c in zip(table.get("spike_rate", [math.nan] * len(table)), table["coding"])],
+        f"break-even spike rate vs int{plan.bits} (low / high prices)": [_breakeven(table, i, f"breakeven_rate_vs_int{plan.bits}", rate=True)
+                                                                         for i in range(len(table))],
+        f"break-even T vs int{plan.bits} (low / high prices)": [_breakeven(table, i, f"breakeven_T_vs_int{plan.bits}") for i in range(len(table))],
     })
     plot = plots.breakeven(table, plan.out / "breakeven.png", plan.bits, model_name)
     lines = [
         f"## Energy of {model_name} at {plan.bits} bits: ANN baselines and SNN codings", "",
-        f"SNN: {snn['source']}{' ' + snn.get('path', '') if snn.get('path') else ''}. Counted on {int(table['tokens'].iloc[0])} tokens "
-        f"({plan.counted_windows} windows of {plan.window} of the {plan.count_data} test split), prefill. Every figure is **estimated** "
+        f"SNN: {snn['source']}{' ' + snn.get('path', '') if snn.get('path') else ''}. Counted on {plan.counted_windows} windows of {plan.window} "
+        f"tokens of the {plan.count_data} test split: prefill (all their tokens at once, per token) and decode (their last token generated "
+        "after the others, per generated token: the key/value cache is read). Every figure is **estimated** "
         "(Horowitz 45 nm arithmetic per precision; memory per preset), never measured. The SNN's weights and activations are "
         f"int{plan.bits} (iso-precision with the int{plan.bits} ANN); the spike rate is spikes per neuron time step; break-evens are "
         f"against the int{plan.bits} ANN under the same bound.", "",
-        to_markdown(shown), "",
+        to_markdown([("table", shown)]), "",
         *[f"- {s}" for s in sentences(table, plan.bits)], "",
         f"![break-even](breakeven.png)\n\n{plot}" if plot else "", "", f"{seconds:.0f} s.",
     ]
     atomic_write_text(plan.out / "energy.md", "\n".join(lines) + "\n")
 
 
-def _rate(coding: str, table: pd.DataFrame, i: int, bits: int) -> str:
-    if not coding:
-        return ""
-    lo, hi = table[f"breakeven_rate_vs_int{bits}_low"].iloc[i], table[f"breakeven_rate_vs_int{bits}_high"].iloc[i]
-    return "never" if max(lo, hi) <= 0 else f"{lo:.3g}-{hi:.3g}"
-
-
-def _T(table: pd.DataFrame, i: int, bits: int) -> str:
+def _breakeven(table: pd.DataFrame, i: int, column: str, rate: bool = False) -> str:
+    """``low / high`` of a break-even column for the table: "never" at or below 0 (the SNN's fixed part alone costs more),
+    "any" for a spike rate above 1 (it wins at every rate a neuron can have)."""
     if not table["coding"].iloc[i]:
         return ""
-    lo, hi = table[f"breakeven_T_vs_int{bits}_low"].iloc[i], table[f"breakeven_T_vs_int{bits}_high"].iloc[i]
-    return "never" if max(lo, hi) <= 0 else f"{lo:.3g}-{hi:.3g}"
+
+    def say(v: float) -> str:
+        return "-" if math.isnan(v) else "never" if v <= 0 else "any" if rate and v > 1 else f"{v:.3g}"
+
+    return f"{say(table[f'{column}_low'].iloc[i])} / {say(table[f'{column}_high'].iloc[i])}"

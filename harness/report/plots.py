@@ -274,7 +274,9 @@ def breakeven_curves(table: pd.DataFrame, bits: int, points: int = 200) -> dict[
     from harness.energy.breakeven import Linear, crossing, curve
 
     out: dict[str, dict[str, object]] = {}
-    for preset, rows in table.groupby("preset", sort=False):
+    phased = "phase" in table
+    for key, rows in table.groupby(["preset", "phase"] if phased else ["preset"], sort=False):
+        preset = f"{key[0]}, {key[1]}" if phased else key[0]
         rate = rows[rows["coding"].fillna("") == "rate"]
         if rate.empty or "fixed_j_low" not in rate:
             continue
@@ -299,15 +301,18 @@ def breakeven(table: pd.DataFrame, path: Path, bits: int, model: str) -> str | N
         return None
     colors = {"ANN fp32": "tab:gray", "ANN fp16": "tab:olive", f"ANN int{bits}": "tab:green"}
     markers = {"rate": ("o", "tab:blue"), "bitwise": ("D", "tab:purple"), "multilevel": ("^", "tab:red")}
-    fig, axes = plt.subplots(1, len(drawn), figsize=(5.2 * len(drawn), 4.4), squeeze=False)
-    for ax, (preset, d) in zip(axes[0], drawn.items()):
+    phases = list(dict.fromkeys(table["phase"])) if "phase" in table else [None]
+    columns = len(drawn) // len(phases)
+    fig, axes = plt.subplots(len(phases), columns, figsize=(5.2 * columns, 4.4 * len(phases)), squeeze=False)
+    for ax, (preset, d) in zip(axes.flat, drawn.items()):
         grid, (low, high) = d["grid"], d["snn"]
         ax.fill_between(grid, low * 1e3, high * 1e3, color="tab:blue", alpha=0.25, label="SNN, rate coding, over T")
         ax.plot(grid, np.sqrt(low * high) * 1e3, color="tab:blue", linewidth=1)
         for label, (lo, hi) in d["anns"].items():
             ax.axhspan(lo * 1e3, hi * 1e3, color=colors.get(label, "black"), alpha=0.3)
             ax.axhline(math.sqrt(lo * hi) * 1e3, color=colors.get(label, "black"), linewidth=1, label=label)
-        rows = table[(table["preset"] == preset) & (table["coding"].fillna("") != "")]
+        name, _, phase = preset.partition(", ")
+        rows = table[(table["preset"] == name) & (table["coding"].fillna("") != "") & ((table["phase"] == phase) if phase else True)]
         for _, r in rows.iterrows():
             marker, color = markers.get(r["coding"], ("x", "black"))
             lo, hi = r["memory_j_per_token_low"] * 1e3, r["memory_j_per_token_high"] * 1e3
@@ -321,7 +326,7 @@ def breakeven(table: pd.DataFrame, path: Path, bits: int, model: str) -> str | N
         _log_axis(ax, "x", pd.Series(grid))
         _log_axis(ax, "y", pd.concat([values, pd.Series([v * 1e3 for pair in d["anns"].values() for v in pair])]))
         ax.set_xlabel("time steps T (spike rate per step as measured)")
-        ax.set_ylabel("estimated energy per token, mJ (arithmetic + memory)")
+        ax.set_ylabel(f"estimated mJ per {'generated ' if phase == 'decode' else ''}token (arithmetic + memory)")
         ax.set_title(f"{model}, {bits} bits: {preset}", fontsize=9)
         ax.legend(fontsize=6, loc="upper left")
     save(fig, path)
