@@ -151,15 +151,14 @@ def silu_errors(time_steps: tuple[int, ...] = (15, 31, 63, 127), x_max: float = 
     return rows
 
 
-def check_arguments(time_steps: int, out: str | Path | None) -> None:
-    """One-line errors, before any check runs: T beyond 8 bits, an ``out`` that is a folder or cannot be written."""
+def check_arguments(time_steps: int, out: str | Path) -> Path:
+    """One-line errors, before any check runs: T beyond 8 bits, an ``out`` folder that cannot be written (a JSON file
+    name, the old form, says to give its folder). Returns the file the figures go to, ``<out>/verify.json``."""
     if not 1 <= time_steps <= MAX_TIME_STEPS:
         raise ValueError(f"--time-steps must be in 1..{MAX_TIME_STEPS} for the 8-bit checks, got {time_steps}")
-    if out is None:
-        return
-    if Path(out).is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file path such as {Path(out) / 'verify.json'}")
-    check_writable(Path(out).parent, "--out")
+    if Path(out).suffix == ".json":
+        raise ValueError(f"--out {out}: --out is the folder verify.json goes to; give --out {Path(out).parent}")
+    return check_writable(out, "--out") / "verify.json"
 
 
 @dataclass

@@ -82,7 +82,9 @@ def audit_conversion(ann: nn.Module, snn: nn.Module, batches: Iterable[torch.Ten
     handles += [targets[n].register_forward_hook(compare(n)) for n in compared]
     try:
         with OpCounter(snn) as counter, EncodingObserver(snn) as observer:
+            device = next(snn.parameters()).device
             for ids in batches:
+                ids = ids.to(device)
                 ann(ids)
                 snn(ids)
                 captured.clear()

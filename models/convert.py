@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from .arch.base import CausalLM, calibrated_keys, mode_state_keys
 from .arch.spiking_config import SpikingConfig
@@ -83,28 +84,30 @@ def convert(
     config: Any = None,
     quantile: float = 0.999,
     coding: str | None = None,
+    progress: bool = False,
 ) -> Conversion:
     """Calibrate on ``calibration`` batches of token ids, build the QAT model (of ``config``, default the float
     model's), fit its calibrated operators to their float twins (the ``quantile`` of their activations), swap in
     spiking operators whose neurons emit spikes in ``coding`` (rate, bitwise, multilevel; None: ``spiking.coding``,
-    rate by default)."""
+    rate by default). ``progress``: a tqdm bar over the calibration batches (on stderr)."""
     if mode not in SPIKING_MODES:
         raise ValueError(f"mode must be snn or snn-fused, got {mode!r}")
     coding = check_coding(spiking.coding if coding is None else coding)
     batches = list(calibration)
-    stats = collect_stats(ann, batches)
+    stats = collect_stats(ann, tqdm(batches, desc="calibrating", unit="batch", disable=not progress))
     qat = to_qat(ann, stats, spiking, config)
     calibrate_to_float(qat, ann, batches, quantile)
     snn = swap_mode(qat, qat.spiking.with_mode(mode, coding=coding))
     return Conversion(qat, snn, stats)
 
 
-def in_mode(loaded: LoadedModel, mode: str | None, spiking: SpikingConfig, calibration: Iterable[torch.Tensor]) -> LoadedModel:
+def in_mode(loaded: LoadedModel, mode: str | None, spiking: SpikingConfig, calibration: Iterable[torch.Tensor],
+            progress: bool = False) -> LoadedModel:
     """``loaded`` ready to run in ``mode`` (None: its own): as it is when it is in that mode already; a converted
     model swapped to another of its spiking modes (qat, snn, snn-fused); a float model calibrated on ``calibration``
     batches of token ids and converted (stage 2) with the bits, T and granularity of ``spiking`` (its mode is not used).
     A spiking ``mode`` runs in the spike coding of ``spiking`` (``with_coding``; None keeps the model's own).
-    ``calibration`` is only iterated for a conversion (a generator costs nothing otherwise)."""
+    ``calibration`` is only iterated for a conversion (a generator costs nothing otherwise); ``progress`` shows it."""
     model = loaded.model
     if mode is None:
         return loaded
@@ -116,7 +119,7 @@ def in_mode(loaded: LoadedModel, mode: str | None, spiking: SpikingConfig, calib
         else:
             raise ValueError(f"model {loaded.name!r} is in mode {model.mode!r}; it cannot run as {mode!r}")
     else:
-        conversion = convert(model, calibration, spiking)
+        conversion = convert(model, calibration, spiking, progress=progress)
         if mode == "qat":
             return replace(loaded, model=conversion.qat)
         snn = conversion.snn if mode == "snn-fused" else swap_mode(conversion.snn, conversion.snn.spiking.with_mode(mode))

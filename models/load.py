@@ -10,6 +10,8 @@
   builds its tokenizer from the GGUF.
 - ``load_model(name_or_path)`` resolves registry names such as ``smollm2-135m`` (a data set
   fetched by ``snnbench data fetch``), checkpoint folders and ``.gguf`` files.
+- A folder transformers' ``save_pretrained`` wrote (llama or qwen2) is a checkpoint folder too:
+  ``read_config`` and ``load_checkpoint`` hand it to ``models/hf.py``, which also exports one.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from .arch.base import CausalLM, mode_state_keys
 from .arch.llama import LlamaConfig, LlamaForCausalLM
 from .arch.registry import ARCHITECTURES, architecture
 from .arch.spiking_config import SpikingConfig
+from .errors import ModelLoadError
+from .hf import is_hf_config, is_hf_folder, model_files, read_weights, snnbench_config
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -46,10 +50,6 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_REGISTRY = {"smollm2-135m": ("smollm2-135m", "model.gguf")}
 SUPPORTED_GGUF_ARCHITECTURES = ("llama", "qwen2")
 SUPPORTED_GGUF_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
-
-
-class ModelLoadError(ValueError):
-    """A model file is missing, corrupt, unsupported or does not fit its config."""
 
 
 @dataclass
@@ -97,7 +97,8 @@ def _one_line(text: object) -> str:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    """``folder``'s config.json as a dict with a ``model`` section and, if any, a string ``name``."""
+    """``folder``'s config.json as a dict with a ``model`` section and, if any, a string ``name`` (a transformers
+    folder's translated by ``hf.snnbench_config``)."""
     path = folder / CONFIG_FILE
     if not path.exists():
         raise ModelLoadError(f"{path}: missing; a checkpoint folder needs {CONFIG_FILE} and {WEIGHTS_FILE}")
@@ -105,6 +106,8 @@ def read_config(folder: Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ModelLoadError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if is_hf_config(config):  # a folder transformers wrote: its config translated (or the snnbench.json an export wrote)
+        return snnbench_config(folder, config)
     if not isinstance(config, dict) or "model" not in config:
         raise ModelLoadError(f"{path}: has no 'model' section")
     if not isinstance(config.get("name", ""), str):
@@ -182,7 +185,7 @@ def check_finite(state: dict[str, torch.Tensor], where: Path | str, remedy: str)
 
 
 def load_checkpoint(folder: str | os.PathLike[str], spiking: SpikingConfig | None = None) -> LoadedModel:
-    """Rebuild a model saved by ``save_checkpoint``; ``spiking`` overrides the saved execution mode."""
+    """Rebuild a model saved by ``save_checkpoint`` (or in a transformers folder); ``spiking`` overrides the saved execution mode."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelLoadError(f"{folder}: no such checkpoint folder")
@@ -197,12 +200,15 @@ def load_checkpoint(folder: str | os.PathLike[str], spiking: SpikingConfig | Non
         tokenizer = read_tokenizer(folder / TOKENIZER_FILE)
         check_vocabulary(tokenizer, vocab_size, folder / TOKENIZER_FILE, f"in {CONFIG_FILE}")
     weights_path = folder / WEIGHTS_FILE
-    if not weights_path.exists():
+    if is_hf_folder(folder):  # one file or shards, and an export's spiking state
+        state = read_weights(folder)
+    elif not weights_path.exists():
         raise ModelLoadError(f"{weights_path}: missing")
-    try:
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelLoadError(f"{weights_path}: corrupt or unreadable safetensors file ({_one_line(err)})") from None
+    else:
+        try:
+            state = load_file(str(weights_path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ModelLoadError(f"{weights_path}: corrupt or unreadable safetensors file ({_one_line(err)})") from None
     check_finite(state, weights_path, "the checkpoint is damaged: re-train or re-convert it")
     load_weights(model, state, weights_path)
     return LoadedModel(model, tokenizer, config.get("name", folder.name), str(folder), eos_id, bos_id)
@@ -371,8 +377,17 @@ def load_gguf(path: str | os.PathLike[str], spiking: SpikingConfig | None = None
 # ---------------------------------------------------------------- registry
 
 
+def checkpoint_files(folder: Path) -> list[Path]:
+    """The files a checkpoint folder's model is made of (what its identity hashes): config, weights and tokenizer, or a
+    transformers folder's (``hf.model_files``: every shard, tokenizer and generation configs, snnbench's spiking state)."""
+    if is_hf_folder(folder):
+        return model_files(folder)
+    return [folder / name for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE) if (folder / name).exists()]
+
+
 def load_model(name_or_path: str, spiking: SpikingConfig | None = None, data_root: Path | None = None) -> LoadedModel:
-    """A registry name (``smollm2-135m``), a checkpoint folder or a ``.gguf`` file."""
+    """A registry name (``smollm2-135m``), a checkpoint folder (snnbench's, or transformers' llama / qwen2: ``models/hf.py``)
+    or a ``.gguf`` file."""
     if name_or_path in MODEL_REGISTRY:
         data_set, filename = MODEL_REGISTRY[name_or_path]
         root = data_root or data_dir()
@@ -389,5 +404,6 @@ def load_model(name_or_path: str, spiking: SpikingConfig | None = None, data_roo
     if path.is_dir():
         return load_checkpoint(path, spiking)
     raise ModelLoadError(
-        f"unknown model {name_or_path!r}: not a registry name ({', '.join(MODEL_REGISTRY)}), a checkpoint folder or a .gguf file"
+        f"unknown model {name_or_path!r}: not a registry name ({', '.join(MODEL_REGISTRY)}), a checkpoint folder (snnbench's or a "
+        "Hugging Face save_pretrained folder) or a .gguf file"
     )

@@ -24,8 +24,9 @@ def token_perplexity(model, ids: Sequence[int], context_window: int = 256, batch
         raise ValueError(f"need at least {context_window} tokens for one context window, got {len(ids)}")
     chunks = torch.tensor(list(ids[: n_windows * context_window]), dtype=torch.long).view(n_windows, context_window)
     nll, count = 0.0, 0
+    device = next(model.parameters()).device  # the windows go where the model is
     for start in tqdm(range(0, n_windows, batch_size), desc=desc, leave=False, unit="batch"):
-        x = chunks[start : start + batch_size]
+        x = chunks[start : start + batch_size].to(device)
         logits, _ = model(x)
         logprobs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, x[:, 1:, None])[..., 0]
         if not bool(torch.isfinite(logprobs).all()):

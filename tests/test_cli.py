@@ -9,7 +9,7 @@ from harness.cli import main
 
 def test_verify_passes_and_writes_its_figures(tmp_path, capsys):
     out = tmp_path / "verify.json"
-    assert main(["verify", "--time-steps", "15", "--out", str(out)]) == 0
+    assert main(["verify", "--time-steps", "15", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "SNNSiLU (two fitted neurons) vs SiLU on [-8, 8]" in printed
     assert "T=127  max |error| = 0.0316" in printed

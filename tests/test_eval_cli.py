@@ -355,7 +355,7 @@ def test_unwritable_results_folder(setup, capsys):
     (setup / "results").write_text("not a folder")
     assert main(ARGS) == 2
     err = capsys.readouterr().err
-    assert "--results results: cannot write there" in err and err.count("\n") == 1
+    assert "--out results: cannot write there" in err and err.count("\n") == 1
 
 
 def test_an_unexpected_error_is_one_line_with_a_log(setup, capsys, monkeypatch):
@@ -377,11 +377,11 @@ def test_compare_two_modes_of_runs_document_by_document(setup, capsys):
     assert main(ARGS) == 0
     run = setup / "results" / "r1"
     capsys.readouterr()
-    assert main(["compare", f"{run}:ann", f"{run}:snn-fused", "--out", str(setup / "pair.csv")]) == 0
+    assert main(["compare", f"{run}:ann", f"{run}:snn-fused", "--out", str(setup / "pair")]) == 0
     out = capsys.readouterr().out
     assert "r1:snn-fused vs r1:ann, snnbench_lambada_openai, 2 documents: accuracy" in out
     assert "inconclusive (2 documents)" in out  # two documents decide nothing, however they agree
-    compared = pd.read_csv(setup / "pair.csv").drop(columns=["reference", "candidate"])
+    compared = pd.read_csv(setup / "pair" / "paired-r1-ann.csv").drop(columns=["reference", "candidate"])
     within = pd.read_csv(run / "paired.csv").drop(columns=["reference", "candidate"])
     pd.testing.assert_frame_equal(compared, within)  # the same figures as the run's own paired.csv
     assert main(["compare", f"{run}:qat", f"{run}:ann"]) == 2

@@ -213,7 +213,7 @@ def test_the_best_fine_tuned_run_of_the_same_model_is_found(pretrained, finetune
 
 @pytest.mark.parametrize("argv, message", [
     (["--bits", "8,1"], "--bits must be an integer in 2..16, got 1"),
-    (["--energy-presets", "7nm"], "--energy-presets '7nm': unknown ['7nm']"),
+    (["--energy-presets", "7nm"], "--energy-presets '7nm': unknown energy preset '7nm'"),
     (["--eval-tokens", "4"], "--eval-tokens must be >= 8, got 4"),
     (["--finetuned", "/nonexistent"], "--finetuned /nonexistent: no such folder"),
     (["--eval-data", "nosuch"], "unknown corpus 'nosuch'; known: ptb"),
@@ -259,11 +259,19 @@ def test_energy_prices_the_ann_baselines_and_each_coding_and_resumes(pretrained,
     capsys.readouterr()
     assert _energy(pretrained, out, "--snn-from", str(finetuned3 / "checkpoint")) == 0
     said = capsys.readouterr().out
-    assert "ann              counts kept from the interrupted run" in said and "snn-bitwise" in said
+    assert "ann              counts kept from an earlier run of these settings" in said and "snn-bitwise" in said
     again = pd.read_csv(out / "energy-analysis.csv", keep_default_na=False, na_values=[""])
     pd.testing.assert_frame_equal(again, table)
     assert _energy(pretrained, out, "--snn-from", "none") == 2
     assert "holds a run with other settings" in capsys.readouterr().err
+
+
+def test_a_wrong_snn_from_is_refused_before_any_counting(pretrained, finetuned3, tmp_path, capsys):
+    assert _energy(pretrained, tmp_path / "e", "--snn-from", str(pretrained / "ann" / "checkpoint")) == 2
+    assert "a float model; give the checkpoint of a snnbench train --init run" in capsys.readouterr().err
+    assert _energy(pretrained, tmp_path / "e", "--snn-from", str(finetuned3 / "checkpoint"), "--bits", "4") == 2
+    assert "a 3-bit model, not 4 bits; pass --bits 3" in capsys.readouterr().err
+    assert not (tmp_path / "e" / "manifest.json").exists()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -3,6 +3,7 @@ computed by hand: a 2-layer spiking MLP, one attention block in prefill and in o
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -33,7 +34,7 @@ PJ = 1e-12
 
 def preset_file(tmp_path, name="toy", **fields) -> str:
     """A memory preset with round numbers: SRAM 1 pJ up to 16 B, 3 pJ up to 64 B; DRAM 50-100 pJ; 8-bit accesses."""
-    values = dict(on_chip_bytes=16, sram="[[16, 1.0], [64, 3.0]]", dram_pj="[50.0, 100.0]", bank_bytes=0, access_bits=8,
+    values = dict(on_chip_bytes=16, sram="[[16, 1.0], [64, 3.0]]", dram_pj="[50.0, 100.0]", bank_bytes=0, local_bytes=16, access_bits=8,
                   write_factor=2.0, dataflow='"per_token"', spike_format='"aer"', aer_bits=8, membrane_bits=8,
                   citation='"by hand"')
     values.update(fields)
@@ -148,24 +149,30 @@ def test_attention_block_prefill_and_decode_by_hand(tmp_path):
         model(torch.randint(0, 97, (1, 1)), cache=cache, use_cache=True)
         decode = counter.since(prefill)
     attn = "model.layers.0.self_attn."
-    for phase, tokens, keys in ((prefill, 5, 5), (decode, 1, 6)):
+    T = 127
+    # prefill: query i sees keys 0..i (15 pairs); decode: the new query sees all 6
+    for phase, tokens, keys, pairs in ((prefill, 5, 5, 15), (decode, 1, 6, 6)):
         assert phase[attn + "q_proj"].weight_reads == tokens * hidden * heads * hd
         assert phase[attn + "k_proj"].weight_reads == tokens * hidden * kv * hd
         assert phase[attn + "o_proj"].weight_reads == tokens * heads * hd * hidden
-        # every query row of every head reads all cached keys, then all cached values
-        assert phase[attn + "scores"].cache_reads == heads * tokens * hd * keys
-        assert phase[attn + "weighted_values.matmul"].cache_reads == heads * tokens * keys * hd
+        # per allowed (query, key) pair one key and one value row of each kv head (its query heads share it), T times per step
+        assert phase[attn[:-1]].cache_reads == 2 * kv * hd * pairs
+        assert phase[attn[:-1]].step_reads == T * 2 * kv * hd * pairs
+        assert phase[attn + "scores"].cache_reads == 0 and phase[attn + "weighted_values.matmul"].cache_reads == 0
         assert phase[attn + "scores"].act_writes == heads * tokens * keys
         assert phase[attn + "weighted_values.matmul"].act_writes == heads * tokens * hd
     assert decode[attn + "weighted_values.values"].act_reads == 0  # decoding reads the cached codes (cache_reads), not values
 
     preset = toy_preset(tmp_path, on_chip_bytes=1e9, sram="[[1e9, 2.0]]")  # everything 2 pJ per 8-bit access
     snn = Variant("s", precision("int8"), spiking=True)
-    for phase, tokens, keys in ((prefill, 5, 5), (decode, 1, 6)):
+    for phase, tokens, keys, pairs in ((prefill, 5, 5, 15), (decode, 1, 6, 6)):
         e = memory_estimate(phase, preset, snn, parameters=10_000, tokens=tokens, cache_elements=2 * kv * hd * keys)
-        assert e.component("cache", attn + "scores") == pytest.approx((heads * tokens * hd * keys * 2 * PJ,) * 2)
+        assert e.component("cache", attn[:-1]) == pytest.approx((2 * kv * hd * pairs * 2 * PJ,) * 2)
         assert e.component("weights", attn + "q_proj") == pytest.approx((tokens * hidden * heads * hd * 2 * PJ,) * 2)
         assert e.component("weights", attn + "scores") == (0, 0)
+        per_step = load_memory_presets(preset_file(tmp_path, name="steps", on_chip_bytes=1e9, sram="[[1e9, 2.0]]", dataflow='"per_step"'))
+        steps = memory_estimate(phase, per_step["steps"], snn, 10_000, tokens, 0)
+        assert steps.count("cache", attn[:-1]) == T * 2 * kv * hd * pairs  # a time-stepped SNN reads the cache every step
 
 
 def test_breakeven_closed_form_equals_the_drawn_crossing():
@@ -176,7 +183,7 @@ def test_breakeven_closed_form_equals_the_drawn_crossing():
     assert form.breakeven_rate(ann) == pytest.approx(0.1 * (4 - 2 - 0.5) / 1.5)
     grid = np.geomspace(1, 40, 77)
     assert crossing(grid, curve(form, grid), ann) == pytest.approx(form.breakeven_steps(ann), rel=1e-12)
-    assert verdict(10, (12.0, 8.0)) == "depends" and verdict(10, (12.0, 11.0)) == "wins" and verdict(10, (-1.0, math.nan)) == "loses"
+    assert verdict((1.0, 5.0), (2.0, 4.0)) == "depends" and verdict((1.0, 3.0), (2.0, 4.0)) == "wins" and verdict((3.0, 5.0), (2.0, 4.0)) == "loses"
     assert math.isnan(crossing(grid, curve(form, grid), 1.0))  # the line never gets that low
 
 
@@ -208,14 +215,47 @@ def test_precisions():
         precision("int40")
 
 
+def test_the_same_work_costs_the_same_per_token_whatever_the_batch(tmp_path):
+    stats = count(mlp(), X)
+    batched = {k: dataclasses.replace(v, calls=8 * v.calls) for k, v in stats.items()}  # the same work in 8x more calls
+    snn = Variant("s", precision("int4"), spiking=True)
+    one, eight = (memory_estimate(s, toy_preset(tmp_path, local_bytes=40), snn, 21, 2) for s in (stats, batched))
+    assert (one.low, one.high) == (eight.low, eight.high)
+    assert one.component("membrane", "0") == pytest.approx((56 * 3 * 1.0 * PJ, 56 * 3 * 3.0 * PJ))  # 40 B buffers: bracketed 1-3 pJ
+
+
+def test_graded_spikes_carry_their_value_and_integer_anns_accumulate_wide(tmp_path):
+    from models.spiking import set_coding
+
+    model = mlp()
+    set_coding(model, "multilevel")
+    stats = count(model, X)
+    graded = Variant("s", precision("int4"), spiking=True, coding="multilevel")
+    e = memory_estimate(stats, toy_preset(tmp_path), graded, 21, 2)
+    assert e.component("spikes", "0") == pytest.approx(((8 + 4) / 8 * 3 * 5 * PJ,) * 2)  # 5 events of an 8-bit address and a 4-bit value
+    bitmap = memory_estimate(stats, toy_preset(tmp_path, spike_format='"bitmap"'), graded, 21, 2)
+    assert bitmap.component("spikes", "0") == pytest.approx((8 * 4 / 8 * 3 * PJ,) * 2)  # 8 neuron steps of a 4-bit value
+    ann = memory_estimate({"0": OpStats(Effective_MACs=10)}, toy_preset(tmp_path), Variant("a", precision("int4")), 21, 2)
+    assert ann.component("arithmetic") == pytest.approx(((0.05 + 0.03) * 10 * PJ,) * 2)  # int4 product, 8-bit (membrane-wide) sum
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("dataflow", '"sometimes"', "dataflow"), ("sram", "[[64, 3.0], [16, 1.0]]", "increasing"), ("dram_pj", "[100.0, 50.0]", "low is above high"),
-    ("access_bits", "0", "access_bits"), ("aer_bits", '"x"', "aer_bits"),
+    ("access_bits", "0", "access_bits"), ("aer_bits", '"x"', "aer_bits"), ("access_bits", "0.5", "whole number of bits"),
+    ("membrane_bits", "1.5", "whole number of bits"), ("sram", "[[16, 3.0], [64, 1.0]]", "at least as dear"),
+    ("bank_bytes", "[0, 8192]", "bank_bytes must be 0"), ("local_bytes", "0", "local_bytes"),
 ])
 def test_bad_memory_presets_fail_with_one_line(tmp_path, field, value, message):
     with pytest.raises(PresetError, match=message) as info:
         load_memory_presets(preset_file(tmp_path, **{field: value}))
     assert "\n" not in str(info.value)
+
+
+def test_a_preset_file_that_is_not_text_names_itself(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe[[memory]]")
+    with pytest.raises(PresetError, match="binary.toml: not a UTF-8 text file"):
+        load_memory_presets(path)
 
 
 def test_builtin_memory_presets_load():
@@ -239,8 +279,10 @@ def test_the_report_shows_an_energy_analysis_folder(tmp_path):
               "rate": Counted(stats, 2)}
     folder = tmp_path / "energy-mlp"
     folder.mkdir()
-    price_variants(counts, [toy_preset(tmp_path)], bits=4, parameters=40, cache=0).to_csv(folder / "energy-analysis.csv", index=False)
+    table = price_variants(counts, [toy_preset(tmp_path)], bits=4, parameters=40, cache=0)
+    pd.concat([table.assign(phase=p) for p in ("prefill", "decode")]).assign(model="mlp").to_csv(folder / "energy-analysis.csv", index=False)
     out = build_report([folder], "r", tmp_path / "reports")
     text = (out / "report.md").read_text()
     assert "Energy with memory traffic" in text and "SNN rate (int4)" in text and "verdict vs int4" in text
+    assert "energy-mlp: mlp at 4 bits" in text and "| phase |" in text and "| decode |" in text
     assert (out / "plots" / "breakeven_energy-mlp.png").stat().st_size > 1000

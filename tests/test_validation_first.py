@@ -92,8 +92,8 @@ CONVERT_CASES = [
 VERIFY = ["verify"]
 VERIFY_CASES = [
     (["--time-steps", "200"], ["--time-steps must be in 1..127", "got 200"]),
-    (["--out", "file/out/verify.json"], ["--out file/out: cannot write there"]),
-    (["--out", "."], ["--out . is a folder", "verify.json"]),
+    (["--out", "file/out"], ["--out file/out: cannot write there"]),
+    (["--out", "results/verify.json"], ["--out results/verify.json: --out is the folder verify.json goes to; give --out results"]),
 ]
 
 
@@ -124,7 +124,9 @@ def _checkpoint(folder, mode: str = "qat", config: str | None = None):
     (["--window", "1"], ["--window must be >= 2, got 1"]),
     (["--eval-tokens", "4"], ["--eval-tokens 4 is less than one window of 8 tokens"]),  # the checkpoint's seq_len
     (["--eval-tokens", "100", "--window", "200"], ["--eval-tokens 100 is less than one window of 200 tokens"]),
-    (["--energy-preset", "7nm"], ["--energy-preset '7nm' is unknown; known: "]),
+    (["--energy-presets", "7nm"], ["--energy-presets '7nm': unknown energy preset '7nm'; known: "]),
+    (["--energy-presets", "45nm-fp32,45nm-int8"], ["this command prices under one preset"]),
+    (["--device", "cuda:7"], ["--device cuda:7: "]),
     (["--out", "file/out"], ["--out file/out: cannot write there"]),
 ])
 def test_stdp_checks_flags_before_loading(cwd, capsys, flags, needles):
@@ -132,7 +134,7 @@ def test_stdp_checks_flags_before_loading(cwd, capsys, flags, needles):
 
     _checkpoint(cwd / "run" / "checkpoint")
     err = _refused(["stdp", "--checkpoint", "run/checkpoint", *flags], capsys, *needles)
-    if "--energy-preset" in flags:
+    if "--energy-presets" in flags and "7nm" in flags:
         assert all(name in err for name in load_presets())
     _nothing_written(cwd, "run")
     assert not (cwd / "run" / "stdp").exists()

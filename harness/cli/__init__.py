@@ -19,9 +19,38 @@ from models.train.errors import TrainingError
 from tasks.fetch import data_dir
 
 from ..allocator import tune_allocator
-from . import ablate, bench, braingpt_ablate, compare, convert, data, demo, energy, evaluate, frontier, neurtransformer, report, reproduce, stdp, train, verify
+from . import ablate, bench, braingpt_ablate, compare, convert, data, demo, energy, evaluate, export, frontier, lm_eval_cmd, neurtransformer, report, reproduce, stdp, train, verify
 
-COMMANDS = (verify, data, convert, evaluate, compare, train, stdp, frontier, energy, neurtransformer, report, ablate, reproduce, bench, braingpt_ablate, demo)
+COMMANDS = (verify, data, convert, export, evaluate, lm_eval_cmd, compare, train, stdp, frontier, energy, neurtransformer, report, ablate, reproduce, bench, braingpt_ablate, demo)
+
+
+class DefaultsShown(argparse.HelpFormatter):
+    """Each flag's help ends with its default, unless the help already says it or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every command: flags' defaults shown in their help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["formatter_class"] = DefaultsShown
+        super().__init__(*args, **kwargs)
+
+
+def version() -> str:
+    """snnbench's installed version (the source tree's when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("snnbench")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="snnbench",
         description="Benchmark and energy-evaluation harness for spiking-neural-network language models.",
     )
+    parser.add_argument("--version", action="version", version=f"snnbench {version()}")
     parser.set_defaults(snnbench=main)  # how a command runs other commands (the demo's steps)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     for command in COMMANDS:
         command.add_parser(commands)
     return parser

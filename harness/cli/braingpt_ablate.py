@@ -6,18 +6,18 @@ import argparse
 
 from harness.experiments.braingpt_variants import VARIANTS
 
-from .common import add_training_run_flags, say
+from .common import CommaSeparated, add_training_run_flags, say
 
 
 def add_parser(commands) -> None:
     p = commands.add_parser("braingpt-ablate", help="BrainGPT ablations (dual, MoE, selective embedding) and figure 2 against TTT")
-    p.add_argument("--config", default="braingpt-tiny", help="a config with [model.braingpt], [model.ttt], [model.llama] and [model.mamba2] (default braingpt-tiny) or a .toml path")
+    p.add_argument("--config", default="braingpt-tiny", help="a config with [model.braingpt], [model.ttt], [model.llama] and [model.mamba2], or a .toml path")
     p.add_argument("--data", default=None, help="corpus (default: the config's, brown)")
-    p.add_argument("--variants", nargs="*", default=None, help=f"which runs (default all): {', '.join(VARIANTS)}")
-    p.add_argument("--mode", default="ann", choices=["ann", "qat"], help="training mode of every variant (default ann)")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--eval-interval", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--variants", action=CommaSeparated, default=None, help=f"which runs, comma-separated (default all): {', '.join(VARIANTS)}")
+    p.add_argument("--mode", default="ann", choices=["ann", "qat"], help="training mode of every variant")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps of every variant (default: the config's)")
+    p.add_argument("--eval-interval", type=int, default=None, help="steps between validations (default: the config's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of every variant (default: the config's)")
     add_training_run_flags(p, "results/braingpt", "retrain every variant instead of reusing or resuming", ("--quiet", "no progress bars"))
     p.set_defaults(handler=run)
 

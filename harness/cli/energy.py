@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from .common import DATA_DIR_HELP, say
+from .common import DATA_DIR_HELP, add_device, say
 
 
 def add_parser(commands) -> None:
-    p = commands.add_parser("energy", help="memory-aware energy, iso-precision ANN baselines, spike codings and break-even of a model's SNN",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = commands.add_parser("energy", help="memory-aware energy, iso-precision ANN baselines, spike codings and break-even of a model's SNN")
     p.add_argument("--model", required=True, help="the float model: registry name (smollm2-135m), checkpoint folder or .gguf file")
     p.add_argument("--bits", type=int, default=8, help="bit width of the SNN (T = 2^(bits-1) - 1) and of the iso-precision integer ANN")
     p.add_argument("--snn-from", default="auto", metavar="CHECKPOINT|auto|none",
@@ -23,7 +22,8 @@ def add_parser(commands) -> None:
     p.add_argument("--window", type=int, default=256, help="context window in tokens")
     p.add_argument("--counted-windows", type=int, default=2, help="windows counted")
     p.add_argument("--calibration-data", default="webtext", help="training text for the calibrated conversion")
-    p.add_argument("--calibration-tokens", type=int, default=1024)
+    p.add_argument("--calibration-tokens", type=int, default=1024, help="tokens of calibration text")
+    add_device(p)
     p.add_argument("--granularity", default="smoothed", choices=["token", "smoothed", "channel", "tensor"], help="activation scales of the conversion")
     p.add_argument("--out", default=None, help="output folder (default results/energy/<model>-b<bits>)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
@@ -37,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
     say(f"energy of {args.model} at {plan.bits} bits, codings {', '.join(plan.codings)} -> {plan.out}")
     _, out = run_energy(plan, say, args.data_dir)
     print((out / "energy.md").read_text())
-    print(f"wrote {out}/energy-analysis.csv, energy.md, breakeven.png and counts/")
+    plot = ", breakeven.png" if (out / "breakeven.png").exists() else " (no breakeven.png: it draws the rate coding over T; add rate to --codings)"
+    print(f"wrote {out}/energy-analysis.csv, energy.md{plot} and counts/")
     return 0

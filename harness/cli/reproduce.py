@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import say
+from .common import DEVICE_HELP, add_data_dir, add_out, say
 
 
 def add_parser(commands) -> None:
@@ -20,12 +20,14 @@ def add_parser(commands) -> None:
     p.add_argument("--snn-from", default="auto", metavar="CHECKPOINT|auto|none",
                    help="braintransformers: the SNN's source: a fine-tuned checkpoint of --model, auto (the best finished fine-tuning in "
                         "results/train, else the calibrated conversion) or none (always the conversion)")
-    p.add_argument("--meters", default="auto")
+    p.add_argument("--meters", default="auto", help="braintransformers: energy meters, auto, none, or a list of nvml,rapl,codecarbon")
+    p.add_argument("--device", default=None, help="braintransformers: " + DEVICE_HELP)
     p.add_argument("--from", dest="from_dir", default=None, help="braingpt / neurtransformer: the folder their own command wrote (default results/braingpt, results/neurtransformer)")
     p.add_argument("--stage3", default=None, help="braingpt: a `snnbench stdp` folder of a BrainGPT QAT checkpoint (Tables 2 and 3)")
-    p.add_argument("--results", default="results")
-    p.add_argument("--out", default="results/reproduce")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--runs", default="results", help="braintransformers: folder its evaluation run goes under")
+    p.add_argument("--results", dest="runs", help=argparse.SUPPRESS)  # the former spelling
+    add_out(p, "results/reproduce", "the reproduction's table and notes")
+    add_data_dir(p)
     p.set_defaults(handler=run)
 
 

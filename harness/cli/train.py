@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_training_run_flags, say
+from .common import CommaSeparated, add_training_run_flags, say
 
 
 def add_parser(commands) -> None:
@@ -14,19 +14,19 @@ def add_parser(commands) -> None:
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="fine-tune this pretrained float model quantization-aware, distilled from itself (registry name or folder); "
                         "its config: finetune (the default), finetune-lowbit at 6 bits and below")
-    p.add_argument("--mode", default="qat", choices=["ann", "qat"])
+    p.add_argument("--mode", default="qat", choices=["ann", "qat"], help="float training (ann) or quantization-aware (qat, stage 1)")
     p.add_argument("--config", default=None,
                    help="a config name in models/train/configs (tiny, braingpt-150m, finetune, finetune-lowbit) or a .toml path "
                         "(default: tiny, or finetune with --init)")
     p.add_argument("--data", default=None, help="corpus (overrides the config): ptb, shakespeare, webtext, brown ...")
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: the config's)")
     p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (overrides the config; below --max-steps)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per step (default: the config's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of initialization and batches (default: the config's)")
+    p.add_argument("--bits", type=int, default=8, help="bit width of qat mode (T = 2^(bits-1) - 1)")
     p.add_argument("--granularity", default=None, choices=["token", "smoothed", "channel", "tensor"],
                    help="activation scales of linear layers and norms (default token; smoothed, as snnbench convert, with --init)")
-    p.add_argument("--keep-float", nargs="*", help="operator kinds kept float in qat mode (ablation)")
+    p.add_argument("--keep-float", action=CommaSeparated, default=None, help="operator kinds kept float in qat mode (ablation), comma-separated, e.g. softmax,silu")
     add_training_run_flags(p, None, "start over instead of resuming the checkpoint in --out")
     p.set_defaults(handler=run)
 

@@ -6,21 +6,21 @@ import argparse
 
 from tasks.files import atomic_write_json
 
-from .common import positive_int
+from .common import add_out, positive_int
 
 
 def add_parser(commands) -> None:
     p = commands.add_parser("verify", help="check the spiking core's exactness and print SNNSiLU's error")
-    p.add_argument("--time-steps", type=positive_int, default=127, help="T for the operator checks (1..127, default 127)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/verify/verify.json", help="JSON file for the figures")
+    p.add_argument("--time-steps", type=positive_int, default=127, help="T for the operator checks (1..127)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random operands")
+    add_out(p, "results/verify", "verify.json, the figures")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from harness import verify
 
-    verify.check_arguments(args.time_steps, args.out)
+    path = verify.check_arguments(args.time_steps, args.out)
     result = verify.run_checks(args.time_steps, args.seed)
     print("snnbench verify: exactness of the spiking core (max |difference| must be 0)\n")
     width = max(len(c.name) for c in result.checks)
@@ -32,6 +32,5 @@ def run(args: argparse.Namespace) -> int:
     for row in result.silu:
         print(f"  T={row['time_steps']:<4} max |error| = {row['max_abs_error']:.4f}   mean |error| = {row['mean_abs_error']:.4f}")
     print(f"\n{len(result.checks) - len(result.failed)} of {len(result.checks)} checks passed in {result.seconds:.1f} s")
-    if args.out is not None:
-        print(f"wrote {atomic_write_json(args.out, result.as_dict())}")
+    print(f"wrote {atomic_write_json(path, result.as_dict())}")
     return 1 if result.failed else 0

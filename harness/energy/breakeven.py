@@ -43,10 +43,6 @@ class Linear:
         """E(T) at the measured spike rate."""
         return self.fixed + (T / self.T0) * (self.steps + self.spikes)
 
-    def at_rate(self, rate: float | np.ndarray) -> float | np.ndarray:
-        """E(r) at the measured window."""
-        return self.fixed + self.steps + (rate / self.rate0) * self.spikes if self.rate0 else self.fixed + self.steps
-
     def breakeven_steps(self, ann: float) -> float:
         """T* with E(T*) = ``ann`` (nan when nothing grows with T)."""
         growing = self.steps + self.spikes
@@ -67,9 +63,9 @@ def linear(estimate: MemoryEstimate, T0: float, spikes: float, neuron_steps: flo
     )
 
 
-def verdict(T0: float, breakeven_T: tuple[float, float]) -> str:
-    """Whether the SNN at T0 wins under both bounds, neither, or depends on the prices."""
-    wins = [not math.isnan(t) and t >= T0 for t in breakeven_T]
+def verdict(snn: tuple[float, float], ann: tuple[float, float]) -> str:
+    """Whether the SNN costs at most what the ANN costs under both price bounds (low with low, high with high), neither, or one."""
+    wins = [s <= a for s, a in zip(snn, ann)]
     return "wins" if all(wins) else "loses" if not any(wins) else "depends"
 
 

@@ -49,10 +49,12 @@ def first_sequences(ids: Sequence[int] | torch.Tensor, length: int, most: int = 
 
 def count_forwards(model: nn.Module, batches: Iterable[torch.Tensor], presets: Sequence[EnergyPreset] = (),
                    device: torch.device | str | None = None) -> OpCost:
-    """Run ``model`` (no gradients) on each batch of token ids under an op counter: the operations, tokens and their price."""
+    """Run ``model`` (no gradients) on each batch of token ids under an op counter: the operations, tokens and their price.
+    The batches go to ``device``, by default where the model is."""
     tokens = 0
+    device = device if device is not None else next(model.parameters()).device
     with OpCounter(model) as counter, torch.no_grad():
         for ids in batches:
-            model(ids if device is None else ids.to(device))
+            model(ids.to(device))
             tokens += ids.numel()
     return price(counter.total(), tokens, presets)

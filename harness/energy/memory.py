@@ -23,9 +23,10 @@ and the spike rate.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .meter import ESTIMATED
-from .synops import PJ, PresetError, operator_kind
+from .synops import PJ, PresetError
 
 MEMORY_FILE = Path(__file__).with_name("memory.toml")
 DATAFLOWS = ("per_token", "per_step", "per_spike")
@@ -106,6 +107,7 @@ class MemoryPreset:
     sram: tuple[tuple[float, float], ...]
     dram_pj: tuple[float, float]
     bank_bytes: tuple[float, float]
+    local_bytes: float
     access_bits: int
     write_factor: float
     dataflow: str
@@ -115,11 +117,17 @@ class MemoryPreset:
     citation: str
     notes: str = ""
 
+    def as_settings(self) -> dict[str, Any]:
+        """Every field, JSON-ready (an unbounded capacity as "inf"): what a run records so other prices never mix in."""
+        fields = {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
+        return json.loads(json.dumps(fields))  # tuples as lists: equal to itself read back from a manifest
+
     def assumptions(self) -> str:
         """The preset's assumptions in one line, for tables and notes."""
         chip = "all on chip" if math.isinf(self.on_chip_bytes) else f"{_size(self.on_chip_bytes)} on chip, DRAM beyond"
         banks = "" if self.bank_bytes == (0, 0) else f", banks {_size(self.bank_bytes[0])}-{_size(self.bank_bytes[1])}"
-        return (f"{chip}{banks}; SNN weights read {self.dataflow.replace('_', ' ')}; spikes as {self.spike_format}"
+        return (f"{chip}{banks}; membranes, spikes and activations in {_size(self.local_bytes)} buffers; "
+                f"SNN weights read {self.dataflow.replace('_', ' ')}; spikes as {self.spike_format}"
                 f"{f' ({self.aer_bits}-bit addresses)' if self.spike_format == 'aer' else ''}; {self.membrane_bits}-bit membranes; "
                 f"{self.access_bits}-bit accesses, writes x{self.write_factor:g}")
 
@@ -131,8 +139,15 @@ def _size(n: float) -> str:
     return f"{n:g} B"
 
 
-_MEMORY_KEYS = {"name", "on_chip_bytes", "sram", "dram_pj", "bank_bytes", "access_bits", "write_factor", "dataflow",
+_MEMORY_KEYS = {"name", "on_chip_bytes", "sram", "dram_pj", "bank_bytes", "local_bytes", "access_bits", "write_factor", "dataflow",
                 "spike_format", "aer_bits", "membrane_bits", "citation", "notes"}
+
+
+def _bits(value: Any, where: str) -> int:
+    """A width in bits: a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PresetError(f"{where} must be a whole number of bits >= 1, not {value!r}")
+    return value
 
 
 def _positive(value: Any, where: str, allow_inf: bool = False, allow_zero: bool = False) -> float:
@@ -160,6 +175,8 @@ def _parse_memory(path: Path, known: Mapping[str, MemoryPreset]) -> dict[str, Me
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise PresetError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise PresetError(f"{path}: not a UTF-8 text file; save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as e:
         raise PresetError(f"{path}: invalid TOML: {e}") from None
     if set(data) - {"memory"} or not isinstance(data.get("memory", []), list):
@@ -182,8 +199,12 @@ def _parse_memory(path: Path, known: Mapping[str, MemoryPreset]) -> dict[str, Me
         if not isinstance(sram, list) or not sram or not all(isinstance(p, list) and len(p) == 2 for p in sram):
             raise PresetError(f"{label}: sram must be [[bytes, pJ], ...] with at least one array")
         levels = tuple((_positive(b, f"{label}: sram size"), _positive(e, f"{label}: sram pJ")) for b, e in sram)
-        if list(levels) != sorted(levels) or len({b for b, _ in levels}) != len(levels):
-            raise PresetError(f"{label}: sram arrays must be listed by increasing size and price")
+        sizes, prices = [b for b, _ in levels], [e for _, e in levels]
+        if sizes != sorted(set(sizes)) or prices != sorted(prices):
+            raise PresetError(f"{label}: sram arrays must be listed by increasing size, each at least as dear as the one before")
+        banks = _pair(entry["bank_bytes"], f"{label}: bank_bytes", allow_zero=True)
+        if 0 in banks and banks != (0, 0):
+            raise PresetError(f"{label}: bank_bytes must be 0 (no banks) or sizes > 0, not {entry['bank_bytes']!r}")
         for key, allowed in (("dataflow", DATAFLOWS), ("spike_format", SPIKE_FORMATS)):
             if entry[key] not in allowed:
                 raise PresetError(f"{label}: {key} = {entry[key]!r}; choose one of {', '.join(allowed)}")
@@ -192,13 +213,14 @@ def _parse_memory(path: Path, known: Mapping[str, MemoryPreset]) -> dict[str, Me
             on_chip_bytes=_positive(entry["on_chip_bytes"], f"{label}: on_chip_bytes", allow_inf=True, allow_zero=True),
             sram=levels,
             dram_pj=_pair(entry["dram_pj"], f"{label}: dram_pj"),
-            bank_bytes=_pair(entry["bank_bytes"], f"{label}: bank_bytes", allow_zero=True),
-            access_bits=int(_positive(entry["access_bits"], f"{label}: access_bits")),
+            bank_bytes=banks,
+            local_bytes=_positive(entry["local_bytes"], f"{label}: local_bytes"),
+            access_bits=_bits(entry["access_bits"], f"{label}: access_bits"),
             write_factor=_positive(entry["write_factor"], f"{label}: write_factor"),
             dataflow=entry["dataflow"],
             spike_format=entry["spike_format"],
-            aer_bits=int(_positive(entry["aer_bits"], f"{label}: aer_bits")),
-            membrane_bits=int(_positive(entry["membrane_bits"], f"{label}: membrane_bits")),
+            aer_bits=_bits(entry["aer_bits"], f"{label}: aer_bits"),
+            membrane_bits=_bits(entry["membrane_bits"], f"{label}: membrane_bits"),
             citation=str(entry["citation"]),
             notes=str(entry.get("notes", "")),
         )
@@ -281,16 +303,17 @@ def _access_joules(elements: float, bits: int, price: tuple[float, float], prese
 def operator_parts(stats: OpStats, preset: MemoryPreset, variant: Variant, where: Placement) -> list[Part]:
     """The priced components of one operator's counts (``stats``) for ``variant`` under ``preset``."""
     data, m_bits = variant.data, preset.membrane_bits
+    acc = precision(f"int{min(m_bits, 32)}")  # the accumulator: an SNN's membrane, an integer ANN's dot-product sum
     parts: list[Part] = []
     if variant.spiking:
-        acc = precision(f"int{min(m_bits, 32)}")
         mac_scales = "spikes" if variant.coding == "multilevel" else "fixed"
         ac = stats.Effective_ACs * acc.pj_add * PJ
         mac = stats.Effective_MACs * (data.pj_mult + acc.pj_add) * PJ
         parts.append(Part("arithmetic", stats.Effective_ACs, ac, ac, "spikes"))
         parts.append(Part("arithmetic", stats.Effective_MACs, mac, mac, mac_scales))
     else:
-        mac = stats.Effective_MACs * data.pj_mac * PJ
+        integer = data.name.startswith("int")  # b-bit products summed in the accumulator's width, as integer hardware does
+        mac = stats.Effective_MACs * ((data.pj_mult + acc.pj_add) if integer else data.pj_mac) * PJ
         parts.append(Part("arithmetic", stats.Effective_MACs, mac, mac, "fixed"))
         if stats.Effective_ACs:  # an ANN has none; priced as adds if a counter reports some
             ac = stats.Effective_ACs * data.pj_add * PJ
@@ -305,29 +328,28 @@ def operator_parts(stats: OpStats, preset: MemoryPreset, variant: Variant, where
         if not reads:
             continue
         share = reads / stationary
-        if dataflow == "per_token":
-            elements, scales = reads, "fixed"
-        elif dataflow == "per_step":
+        if dataflow == "per_step":
             elements, scales = stats.step_reads * share, "steps"
-        else:  # per_spike: one read per synaptic event of the operator
+        elif dataflow == "per_spike" and component == "weights":  # one weight read per synaptic event of the operator
             elements, scales = (stats.Effective_ACs + stats.Effective_MACs) * share, "spikes"
+        else:  # once per token (the cache: once per query row, whatever the dataflow)
+            elements, scales = reads, "fixed"
         parts.append(Part(component, elements, *_access_joules(elements, data.bits, price, preset), scales))
 
     values = stats.act_reads + stats.act_writes
-    per_call = values / max(stats.calls, 1)
+    local = on_chip_price(preset, preset.local_bytes)  # membranes, spikes, activations: the same price whatever the batch
     if variant.spiking and stats.neuron_steps:
-        membrane_price = on_chip_price(preset, per_call * m_bits / 8)
         parts.append(Part("membrane", 2 * stats.neuron_steps,
-                          *_access_joules(stats.neuron_steps, m_bits, membrane_price, preset, 1 + preset.write_factor), "steps"))
-        spike_price = on_chip_price(preset, per_call * 2 / 8)
+                          *_access_joules(stats.neuron_steps, m_bits, local, preset, 1 + preset.write_factor), "steps"))
+        graded = data.bits if variant.coding == "multilevel" else 0  # a graded spike carries its b-bit value
         if preset.spike_format == "aer":
             parts.append(Part("spikes", stats.spikes,
-                              *_access_joules(stats.spikes, preset.aer_bits, spike_price, preset, 1 + preset.write_factor), "spikes"))
-        else:
+                              *_access_joules(stats.spikes, preset.aer_bits + graded, local, preset, 1 + preset.write_factor), "spikes"))
+        else:  # a bitmap entry per neuron step: 2 bits for a ternary spike, the value's bits for a graded one
             parts.append(Part("spikes", stats.neuron_steps,
-                              *_access_joules(stats.neuron_steps, 2, spike_price, preset, 1 + preset.write_factor), "steps"))
+                              *_access_joules(stats.neuron_steps, graded or 2, local, preset, 1 + preset.write_factor), "steps"))
     if values:
-        act_price = on_chip_price(preset, per_call * data.bits / 8)
+        act_price = local
         low_r, high_r = _access_joules(stats.act_reads, data.bits, act_price, preset)
         low_w, high_w = _access_joules(stats.act_writes, data.bits, act_price, preset, preset.write_factor)
         parts.append(Part("activations", values, low_r + low_w, high_r + high_w, "fixed"))
@@ -420,14 +442,3 @@ def memory_estimate(
         per_operator[name] = list(merged.values())
     arithmetic = sum(p.low for parts in per_operator.values() for p in parts if p.component == "arithmetic")
     return MemoryEstimate(preset, variant, tokens, where, per_operator, arithmetic)
-
-
-def by_kind(estimate: MemoryEstimate) -> dict[str, dict[str, float]]:
-    """Joules (low, high) per operator kind (``synops.operator_kind``) and component."""
-    out: dict[str, dict[str, float]] = {}
-    for name, parts in estimate.per_operator.items():
-        kind = out.setdefault(operator_kind(name), {})
-        for p in parts:
-            kind[f"{p.component}_low"] = kind.get(f"{p.component}_low", 0.0) + p.low
-            kind[f"{p.component}_high"] = kind.get(f"{p.component}_high", 0.0) + p.high
-    return out

@@ -116,6 +116,22 @@ def load_presets(extra: Path | str | None = None) -> dict[str, EnergyPreset]:
     return presets
 
 
+def select_presets(names: str, extra: Path | str | None = None, one: bool = False, flag: str = "--energy-presets") -> list[EnergyPreset]:
+    """The presets named in the comma-separated ``names`` (built-in and those of the file ``extra``); ``one``: exactly one.
+    A one-line error for an unknown name, an empty list, or a file given where names belong."""
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    if any(n.endswith(".toml") for n in chosen):
+        raise ValueError(f"{flag} takes preset names; give your presets file with {flag}-file {names}")
+    presets = load_presets(extra)
+    unknown = [n for n in chosen if n not in presets]
+    if unknown or not chosen:
+        raise ValueError(f"{flag} {names!r}: unknown energy preset {unknown[0] if unknown else '(none given)'!r}; known: {', '.join(presets)} "
+                         f"(add your own with {flag}-file FILE)")
+    if one and len(chosen) != 1:
+        raise ValueError(f"{flag} {names!r}: this command prices under one preset; name one of {', '.join(presets)}")
+    return [presets[n] for n in chosen]
+
+
 def get_preset(name: str, extra: Path | str | None = None) -> EnergyPreset:
     presets = load_presets(extra)
     if name not in presets:

@@ -1,9 +1,28 @@
 """The lm-eval adapter: one ``TemplateLM`` for every snnbench model and execution mode.
 
-Registered as ``snnbench``, so with snnbench installed::
+Registered as lm-eval model ``snnbench`` when this module is imported. What works (lm-eval 0.4.13):
 
-    lm_eval --model snnbench --model_args pretrained=smollm2-135m,mode=snn-fused \\
-            --tasks snnbench_arc_easy --include_path tasks --limit 20
+    snnbench lm-eval --model snnbench --model_args pretrained=smollm2-135m,mode=snn-fused \\
+                     --tasks snnbench_arc_easy --limit 2 --output_path out --log_samples
+
+``snnbench lm-eval ARGS...`` is lm-eval's own CLI (``harness/cli/lm_eval_cmd.py``): ARGS go to it
+unchanged, with this module imported first and snnbench's ``tasks/`` folder added as
+``--include_path`` (unless given); the task data is read from ``$SNNBENCH_DATA`` (default
+``~/.cache/snnbench``). In Python: ``import harness.evaluation.adapter`` before
+``lm_eval.simple_evaluate(model="snnbench", ...)``. snnbench also declares the entry point
+``[project.entry-points."lm_eval.models"] snnbench = "harness.evaluation.adapter:SNNBenchLM"``,
+for lm-eval versions that discover model plugins; 0.4.13 does not, so the plain
+``lm_eval --model snnbench ...`` there ends with "no model for this name found".
+
+``--model_args``: ``pretrained`` (registry name, checkpoint folder or .gguf), ``mode`` (ann, qat,
+snn, snn-fused; a float model is calibrated first, with a progress bar), ``bits``,
+``time_steps``, ``granularity``, ``coding``, ``calibration_data``, ``calibration_tokens``,
+``max_length``, ``max_gen_toks``. ``--device``: lm-eval's default is ``cuda:0``; without CUDA
+the adapter runs on the CPU and says so in one line. ``--batch_size``: an integer (lm-eval's
+default is 1: one sequence per forward), or ``auto`` / ``auto:N`` (the same here): on a CPU
+8, on CUDA the largest power of two up to ``--max_batch_size`` (default 64) whose forward
+over a full context window fits in memory, probed once. Short sequences are batched up to
+2048 tokens per forward whenever the batch size is above 1.
 
 - ``_loglikelihood_tokens``: requests sorted longest first by lm-eval's ``Collator``, grouped
   by context so one forward serves all one-token continuations of a context, right-padded
@@ -25,7 +44,6 @@ CLI builds it through ``create_from_arg_string`` / ``create_from_arg_obj``, whic
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -39,7 +57,7 @@ from lm_eval.models.utils import Collator
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window, simple_parse_args_string
 from tqdm.auto import tqdm
 
-from models.arch.spiking_config import SpikingConfig
+from models.arch.spiking_config import MODES, SpikingConfig
 from models.calibrate import corpus_batches
 from models.convert import in_mode
 from models.load import LoadedModel, load_model
@@ -48,6 +66,7 @@ from models.train.distributed import distributed
 from ..allocator import tune_allocator
 from .accounting import Accounting
 from .options import CALIBRATION, CALIBRATION_BATCH
+from .placement import AUTO_BATCH_MAX, DEFAULT_BATCH, auto_batch_size, parse_batch_size, pick_device  # noqa: F401 (re-exported)
 
 UNKNOWN_TASK = "unknown"
 SHARED_CONTEXT_MIN = 256  # tokens: a shorter context shared by several answers is cheaper recomputed in a large batch than run alone
@@ -72,16 +91,11 @@ class TokenBudget:
         return self.size
 
 
-def pick_device(device: str | None, world_size: int = 1) -> torch.device:
-    """The device to run on: ``device`` if usable; CPU when CUDA is absent (lm-eval's CLI defaults to
-    ``cuda:0`` on every machine); under a launcher with several CUDA processes, LOCAL_RANK's GPU."""
-    wanted = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if wanted.startswith("cuda") and not torch.cuda.is_available():
-        print(f"snnbench: CUDA is not available here, running on the CPU instead of {wanted}", file=sys.stderr)
-        return torch.device("cpu")
-    if wanted == "cuda" and world_size > 1:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device(wanted)
+def check_mode(mode: str | None) -> str | None:
+    """``mode`` of ``--model_args`` (None: the model's own), or a one-line error naming the modes."""
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
 
 
 def unique_requests(requests: list) -> tuple[list, list[int]]:
@@ -139,9 +153,11 @@ class SNNBenchLM(TemplateLM):
         device: str | None = None,
         model: LoadedModel | None = None,
         accounting: Accounting | None = None,
+        max_batch_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
+        requested = parse_batch_size(batch_size)  # a bad value fails before any work
         tune_allocator()  # lm-eval's own CLI builds the adapter without going through snnbench's
         if model is None:
             if pretrained is None:
@@ -155,10 +171,10 @@ class SNNBenchLM(TemplateLM):
         self._device = pick_device(device, self._world_size)
         self.model = model.model.to(self._device).eval()
         self.tokenizer = model.tokenizer
-        self.batch_size = int(batch_size) if str(batch_size) != "auto" else 8
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.use_context_window(max_length)
+        self.batch_size = requested if isinstance(requested, int) else auto_batch_size(self._device, self._probe, max_batch_size)
+        if requested == "auto":
+            self.batch_sizes = {0: self.batch_size}  # lm-eval reports it: "batch_size: auto (8)"
         self.max_gen_toks = int(max_gen_toks)
         self.mode_name = self.model.mode
         self.accounting = accounting or Accounting(self.model, meters=[], count_ops=False)
@@ -167,6 +183,11 @@ class SNNBenchLM(TemplateLM):
     def use_context_window(self, max_length: int | None) -> None:
         """Score and generate within the last ``max_length`` tokens (None: the model's own window)."""
         self.max_length = int(max_length or self.model.config.max_position_embeddings)
+
+    @torch.no_grad()
+    def _probe(self, size: int) -> None:
+        """One unaccounted forward of ``size`` sequences of a full context window (``batch_size=auto``)."""
+        self.model(torch.zeros(size, self.max_length, dtype=torch.long, device=self._device))
 
     # ---------------------------------------------------------------- built by lm-eval: load, convert, wrap
 
@@ -182,22 +203,29 @@ class SNNBenchLM(TemplateLM):
         (a float model is calibrated on ``calibration_tokens`` of ``calibration_data``), then wrap the ready model."""
         args = {**arg_dict, **{k: v for k, v in (additional_config or {}).items() if v is not None}}
         conversion = {k: args.pop(k) for k in CONVERSION_ARGS if k in args}
+        parse_batch_size(args.get("batch_size"))  # the cheap checks first: nothing is loaded for a bad value
+        mode = check_mode(conversion.get("mode"))
         loaded = args.pop("model", None)
         pretrained = args.pop("pretrained", None)
-        if loaded is None:
-            if pretrained is None:
-                raise ValueError("give pretrained=<registry name, checkpoint folder or .gguf file>")
-            loaded = load_model(str(pretrained))
-        _with_tokenizer(loaded)
-        loaded.model.to(pick_device(args.get("device"), distributed()[1]))  # converted (calibrated) where it will run
+        if loaded is None and pretrained is None:
+            raise ValueError("give pretrained=<registry name, checkpoint folder or .gguf file>")
+        rank, world = distributed()
+        device = pick_device(args.pop("device", None), world)  # said once, before loading: converted (calibrated) where it will run
+        loaded = _with_tokenizer(loaded if loaded is not None else load_model(str(pretrained)))
+        loaded.model.to(device)
         time_steps = conversion.get("time_steps")
         granularity = conversion.get("granularity", "smoothed")
         spiking = SpikingConfig(bits=int(conversion.get("bits", 8)), time_steps=None if time_steps in (None, "None") else int(time_steps),
                                 linear_granularity=granularity, norm_granularity=granularity,
                                 coding=conversion.get("coding", loaded.model.spiking.coding))
-        calibration = corpus_batches(loaded.tokenizer, conversion.get("calibration_data", CALIBRATION["data"]),
-                                     int(conversion.get("calibration_tokens", CALIBRATION["tokens"])), CALIBRATION["window"], CALIBRATION_BATCH)
-        return cls(model=in_mode(loaded, conversion.get("mode"), spiking, calibration), **args)
+        data, tokens = conversion.get("calibration_data", CALIBRATION["data"]), int(conversion.get("calibration_tokens", CALIBRATION["tokens"]))
+        calibration = corpus_batches(loaded.tokenizer, data, tokens, CALIBRATION["window"], CALIBRATION_BATCH)
+        calibrates = mode not in (None, "ann") and loaded.model.mode == "ann"
+        if calibrates and rank == 0:
+            print(f"snnbench: converting {loaded.name} to {mode} ({spiking.bits} bits): calibrating on {tokens} tokens of {data}",
+                  file=sys.stderr, flush=True)
+        ready = in_mode(loaded, mode, spiking, calibration, progress=calibrates and rank == 0)
+        return cls(model=ready, device=str(device), **args)
 
     # ---------------------------------------------------------------- model and tokenizer
 

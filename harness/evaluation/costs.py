@@ -36,9 +36,11 @@ class MemoryPricing:
         out = []
         for preset in self.presets:
             e = memory_estimate({"all operators": ops}, preset, self.variant, self.parameters, tokens, self.cache_elements)
+            described = e.as_dict()
             out.append({"source": e.source, "joules": (e.low + e.high) / 2, "joules_low": e.low, "joules_high": e.high,
                         "attributed": f"counted operations x memory preset ({self.variant.label}; joules: the middle of the range)",
-                        "assumptions": preset.assumptions()})
+                        "assumptions": preset.assumptions(), "components": described["components"],
+                        "weights": described["weights"], "cache": described["cache"]})
         return out
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from models.arch.spiking_config import SpikingConfig
+from models.load import checkpoint_files
 from models.spiking.checks import SPIKING_MODES
 from tasks.files import FolderLock, atomic_write_json, remove_temporaries
 
@@ -30,7 +31,6 @@ from .options import CALIBRATION, EvalOptions
 from .suites import SuiteTask
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,179}")
-MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 def check_run_id(run_id: str) -> str:
@@ -87,9 +87,9 @@ def sha256_files(paths: list[Path]) -> str:
 
 def model_identity(source: str | Path, name: str) -> dict[str, str]:
     """Name, resolved path and a sha256 of a model's weights and config (a checkpoint folder's
-    files, or the single .gguf file)."""
+    files, every file of a Hugging Face folder's model included, or the single .gguf file)."""
     path = Path(source).resolve()
-    files = [path / f for f in MODEL_FILES if (path / f).exists()] if path.is_dir() else [path]
+    files = checkpoint_files(path) if path.is_dir() else [path]
     return {"name": name, "path": str(path), "sha256": sha256_files(files)}
 
 

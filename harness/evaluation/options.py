@@ -33,9 +33,9 @@ class EvalOptions:
     max_gen_toks: int | None = None
     meters: str = "auto"
     idle_seconds: float = 5.0
-    energy_preset: str = "45nm-fp32,45nm-int8"
-    energy_presets: str | None = None
-    results: str = "results"
+    energy_presets: str = "45nm-fp32,45nm-int8"
+    energy_presets_file: str | None = None
+    out: str = "results"
     run_id: str | None = None
     data_dir: str | None = None
 

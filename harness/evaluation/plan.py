@@ -1,7 +1,7 @@
 """Everything ``snnbench eval`` checks before any work, in order of cost, and the plan it makes of it.
 
 Every flag (numbers, modes, bits and T, device, run id, meters, presets), that the tasks exist and
-their data sets are built and undamaged, that ``--results`` is writable, that the model loads
+their data sets are built and undamaged, that ``--out`` is writable, that the model loads
 with finite weights, and that a conversion's calibration text is there: each a one-line
 ValueError naming what to change. Nothing is evaluated here.
 """
@@ -9,12 +9,10 @@ ValueError naming what to change. Nothing is evaluated here.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks._index import Kind
 
@@ -28,7 +26,9 @@ from tasks.datasets import DATASETS, is_present, set_status
 from tasks.fetch import data_dir, use_data_dir
 from tasks.files import check_writable
 
-from ..energy import EnergyMeter, EnergyPreset, load_presets, select_meters
+from ..devices import check_device
+from ..energy import EnergyMeter, EnergyPreset, select_meters
+from ..energy.synops import select_presets
 from ..runs import read_json
 from ..finetuned import TRAIN_ROOT, best_finetuned
 from .identity import check_run_id, default_run_id, eval_settings, model_identity
@@ -88,21 +88,6 @@ def check_data_sets(needed: dict[str, str]) -> None:
                          f"run `snnbench data fetch {' '.join(unusable)}`")
 
 
-def check_device(device: str | None) -> str:
-    """``cpu``, ``cuda`` or ``cuda:<i>`` that exists here (default: cuda when available)."""
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise ValueError(f"--device must be cpu, cuda or cuda:<index>, got {device!r}")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
 def check_numbers(options: EvalOptions) -> None:
     """The numeric settings, each a one-line error naming its flag."""
     for flag, value, low in (("--limit", options.limit, 1), ("--max-length", options.max_length, 1), ("--max-gen-toks", options.max_gen_toks, 1),
@@ -143,13 +128,7 @@ def check_meters(meter_kinds: str) -> list[str] | None:
 
 def check_presets(preset_names: str, presets_file: str | None) -> list[EnergyPreset]:
     """The named energy presets (and a user's preset file), or a one-line error listing the known ones."""
-    presets = load_presets(Path(presets_file) if presets_file else None)
-    chosen = []
-    for name in preset_names.split(","):
-        if name not in presets:
-            raise ValueError(f"unknown energy preset {name!r}; known: {', '.join(presets)} (add your own with --energy-presets FILE)")
-        chosen.append(presets[name])
-    return chosen
+    return select_presets(preset_names, presets_file)
 
 
 def energy_setup(meter_kinds: str, device: str, preset_names: str, presets_file: str | None) -> tuple[list[EnergyMeter], list[EnergyMeter], list[EnergyPreset], list[str]]:
@@ -205,11 +184,11 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
     if options.run_id is not None:
         check_run_id(options.run_id)
     check_meters(options.meters)
-    presets = check_presets(options.energy_preset, options.energy_presets)
+    presets = check_presets(options.energy_presets, options.energy_presets_file)
     tasks = resolve_suite(options.suite, options.tasks)
     manager = check_tasks(tasks)
     check_data_sets(required_data_sets(manager, tasks))
-    check_writable(options.results, "--results")
+    check_writable(options.out, "--out")
     loaded = load_model(options.model)  # checks the files, the config and that every weight is finite
     if loaded.tokenizer is None:
         raise ValueError(f"model {options.model!r} has no tokenizer; lm-eval needs one")
@@ -235,7 +214,7 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
         settings["conversion"] = None
         settings["snn_from"] = {**model_identity(spiking_source.source, spiking_source.name), "bits": spiking.bits, "time_steps": spiking.T}
     run_id = options.run_id or default_run_id(f"{loaded.name}__{options.suite or '+'.join(t.task for t in tasks)}__{'-'.join(modes)}", settings)
-    plan = EvalPlan(loaded, modes, tasks, manager, spiking, device, presets, settings, Path(options.results) / run_id, rank, world,
+    plan = EvalPlan(loaded, modes, tasks, manager, spiking, device, presets, settings, Path(options.out) / run_id, rank, world,
                     spiking_source=spiking_source)
     plan.notes.append(f"model {identity['path']} (sha256 {identity['sha256'][:12]})")
     if source_note:

@@ -173,7 +173,7 @@ def evaluate_run(options: EvalOptions, say: Say = print) -> tuple[int, Path]:
 def _meters(plan: EvalPlan, options: EvalOptions) -> None:
     """Meters for this process: NVML on every rank (its own GPU), host meters on one process per machine."""
     host = int(os.environ.get("LOCAL_RANK", "0")) == 0
-    per_forward, per_task, _, notes = energy_setup(options.meters, plan.device, options.energy_preset, options.energy_presets)
+    per_forward, per_task, _, notes = energy_setup(options.meters, plan.device, options.energy_presets, options.energy_presets_file)
     plan.per_forward = [m for m in per_forward if host or m.name.startswith("nvml")]
     plan.per_task = per_task if host else []
     plan.notes.extend(notes)

@@ -18,21 +18,25 @@ from pathlib import Path
 Step = tuple[str, list[str]]  # (title, the snnbench command line)
 
 
-def steps(root: Path, train_steps: int, limit: int | None = None, max_gen_toks: int | None = None, screenshot: bool = False) -> list[Step]:
-    """The demo's commands in order; ``screenshot``: the report step also renders the HTML in headless Chromium."""
+def steps(root: Path, train_steps: int, limit: int | None = None, max_gen_toks: int | None = None, screenshot: bool = False,
+          device: str | None = None) -> list[Step]:
+    """The demo's commands in order; ``screenshot``: the report step also renders the HTML in headless Chromium;
+    ``device``: where every step that runs a model runs (default: each command's own)."""
     train = root / "train-llama-qat"
-    return [
-        ("verify the spiking core", ["verify", "--out", str(root / "verify" / "verify.json")]),
+    on = ["--device", device] if device else []
+    plan = [
+        ("verify the spiking core", ["verify", "--out", str(root / "verify")]),
         ("fetch the data", ["data", "fetch"]),
-        ("train the tiny Llama (QAT) on PTB", ["train", "--arch", "llama", "--mode", "qat", "--config", "tiny", "--max-steps", str(train_steps), "--out", str(train)]),
-        ("stage 3: STDP on the tiny SNN", ["stdp", "--checkpoint", str(train / "checkpoint"), "--out", str(root / "stdp-llama")]),
-        ("stage 2: convert SmolLM2-135M", ["convert", "--model", "smollm2-135m", "--bits", "8", "--out", str(root / "convert-smollm2")]),
+        ("train the tiny Llama (QAT) on PTB", ["train", "--arch", "llama", "--mode", "qat", "--config", "tiny", "--max-steps", str(train_steps), "--out", str(train), *on]),
+        ("stage 3: STDP on the tiny SNN", ["stdp", "--checkpoint", str(train / "checkpoint"), "--out", str(root / "stdp-llama"), *on]),
+        ("stage 2: convert SmolLM2-135M", ["convert", "--model", "smollm2-135m", "--bits", "8", "--out", str(root / "convert-smollm2"), *on]),
         ("evaluate SmolLM2 ANN and SNN", ["eval", "--model", "smollm2-135m", "--modes", "ann,snn-fused", "--suite", "demo", "--snn-from", "auto",
                                           *(["--limit", str(limit)] if limit else []), *(["--max-gen-toks", str(max_gen_toks)] if max_gen_toks else []),
-                                          "--results", str(root), "--run-id", "eval-smollm2"]),
+                                          "--out", str(root), "--run-id", "eval-smollm2", *on]),
         ("write the report", ["report", str(root / "eval-smollm2"), str(train), str(root / "convert-smollm2"), str(root / "stdp-llama"),
                               "--name", "demo", "--out", "reports", *(["--screenshot"] if screenshot else [])]),
     ]
+    return plan
 
 
 def run_demo(plan: list[Step], run_command: Callable[[list[str]], int], say: Callable[[str], None]) -> int:

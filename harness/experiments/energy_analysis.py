@@ -39,8 +39,9 @@ from tasks.corpus import text_ids
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, atomic_write_text, check_writable
 
+from ..devices import check_device
 from ..energy import first_sequences
-from ..energy.breakeven import Linear, linear, verdict
+from ..energy.breakeven import linear, verdict
 from ..energy.memory import MemoryEstimate, MemoryPreset, Variant, load_memory_presets, memory_estimate, precision
 from ..evaluation.identity import model_identity, open_run
 from ..finetuned import best_finetuned
@@ -66,6 +67,7 @@ class EnergyPlan:
     calibration_tokens: int
     granularity: str
     out: Path
+    device: str = "cpu"
 
 
 def parse_list(text: str, flag: str, known: Sequence[str]) -> tuple[str, ...]:
@@ -87,14 +89,15 @@ def plan_energy(args) -> EnergyPlan:
                                ("--calibration-tokens", args.calibration_tokens, args.window)):
         if value < least:
             raise ValueError(f"{flag} must be >= {least}, got {value}")
-    if args.snn_from not in ("auto", "none") and not Path(args.snn_from).is_dir():
-        raise ValueError(f"--snn-from {args.snn_from}: no such checkpoint folder; give a snnbench train --init run's checkpoint, auto or none")
+    if args.snn_from not in ("auto", "none"):
+        check_snn_from(Path(args.snn_from), bits)
     use_data_dir(args.data_dir)
     check_corpus(args.count_data, ("test",))
     check_corpus(args.calibration_data, ("train",))
+    device = check_device(args.device)
     out = check_writable(args.out or f"results/energy/{Path(args.model).name}-b{bits}", "--out")
     return EnergyPlan(args.model, bits, codings, tuple(known[n] for n in presets), args.snn_from, args.count_data, args.window,
-                      args.counted_windows, args.calibration_data, args.calibration_tokens, args.granularity, out)
+                      args.counted_windows, args.calibration_data, args.calibration_tokens, args.granularity, out, device)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class Counted:
 def count_model(model: nn.Module, batch: torch.Tensor, phase: str = "prefill") -> Counted:
     """Per-module counts of ``model`` (no gradients) on ``batch``: ``prefill``, every token of every row at once; ``decode``,
     the last token of each row generated after the others were prefilled uncounted (its key/value cache read)."""
+    batch = batch.to(next(model.parameters()).device)
     with torch.no_grad():
         if phase == "prefill":
             with OpCounter(model) as counter:
@@ -159,6 +163,7 @@ def run_energy(plan: EnergyPlan, say: Callable[[str], None], data_dir: str | Non
         raise ValueError(f"--model {plan.model}: a model in mode {loaded.model.mode}; the energy analysis starts from the float model")
     if loaded.tokenizer is None:
         raise ValueError(f"--model {plan.model}: has no tokenizer to read {plan.count_data} with")
+    loaded.model.to(plan.device)
     identity = model_identity(loaded.source, loaded.name)
     snn_checkpoint = _snn_checkpoint(plan, identity)
     snn = ({"source": "fine-tuned", **model_identity(snn_checkpoint, str(snn_checkpoint))} if snn_checkpoint
@@ -187,24 +192,44 @@ def run_energy(plan: EnergyPlan, say: Callable[[str], None], data_dir: str | Non
         lock.release()
     parameters = sum(p.numel() for p in loaded.model.parameters())
     table = pd.concat([price_variants(counts[phase], plan.presets, plan.bits, parameters, cache_elements(loaded.model, plan.window))
-                       .assign(phase=phase) for phase in PHASES], ignore_index=True)
+                       .assign(phase=phase) for phase in PHASES], ignore_index=True).assign(model=loaded.name)
     write_energy(table, plan, loaded.name, snn, time.perf_counter() - started)
     return table, plan.out
 
 
+def check_snn_from(folder: Path, bits: int) -> dict[str, Any]:
+    """``--snn-from``'s config, read alone: a quantization-aware checkpoint at ``bits``; one-line errors otherwise."""
+    from models.load import read_config
+
+    if not folder.is_dir():
+        raise ValueError(f"--snn-from {folder}: no such checkpoint folder; give a snnbench train --init run's checkpoint, auto or none")
+    config = read_config(folder)
+    spiking = config.get("spiking", {})
+    if spiking.get("mode", "ann") == "ann":
+        raise ValueError(f"--snn-from {folder}: a float model; give the checkpoint of a snnbench train --init run (mode qat)")
+    if int(spiking.get("bits", 8)) != bits:
+        raise ValueError(f"--snn-from {folder}: a {spiking.get('bits', 8)}-bit model, not {bits} bits; pass --bits {spiking.get('bits', 8)}")
+    return config
+
+
 def _snn_checkpoint(plan: EnergyPlan, identity: dict[str, str]) -> Path | None:
+    """The fine-tuned checkpoint the SNN comes from (checked to start from --model), or None for a calibrated conversion."""
     if plan.snn_from == "none":
         return None
     if plan.snn_from == "auto":
         best = best_finetuned(identity, plan.bits)
         return best.checkpoint if best is not None else None
+    init = check_snn_from(Path(plan.snn_from), plan.bits).get("training", {}).get("identity", {}).get("init", {})
+    if init.get("sha256") != identity["sha256"]:
+        raise ValueError(f"--snn-from {plan.snn_from}: was not fine-tuned from --model {plan.model} "
+                         f"(it started from {init.get('name', 'no recorded model')}); give a fine-tuning of {plan.model}")
     return Path(plan.snn_from)
 
 
 def _snn(plan: EnergyPlan, loaded: LoadedModel, checkpoint: Path | None) -> nn.Module:
     """The SNN at ``plan.bits``: the fine-tuned checkpoint swapped to snn-fused, or a calibrated conversion."""
     if checkpoint is not None:
-        model = load_checkpoint(checkpoint).model
+        model = load_checkpoint(checkpoint).model.to(plan.device)
         if model.spiking.bits != plan.bits:
             raise ValueError(f"--snn-from {checkpoint}: a {model.spiking.bits}-bit model, not {plan.bits} bits; pass --bits {model.spiking.bits}")
         return swap_mode(model, model.spiking.with_mode("snn-fused"))
@@ -223,7 +248,7 @@ def _counted(plan: EnergyPlan, name: str, count: Callable[[], Counted], say: Cal
     """``counts/<name>.json`` of an interrupted run of the same settings, else counted now and written atomically."""
     path = plan.out / "counts" / f"{name}.json"
     if path.exists():
-        say(f"  {name:<16} counts kept from the interrupted run")
+        say(f"  {name:<16} counts kept from an earlier run of these settings")
         return Counted.from_dict(read_json(path))
     started = time.perf_counter()
     counted = count()
@@ -271,11 +296,12 @@ def price_variants(counts: dict[str, Counted], presets: Sequence[MemoryPreset], 
                 forms = linear(e, row["time_steps"], total.spikes, total.neuron_steps)
                 for ann_label, ann in ((f"int{bits}", ann_int), ("fp32", ann_fp32)):
                     ann_per_token = ann.per_token()
-                    tstar = tuple(f.breakeven_steps(a) for f, a in zip(forms, ann_per_token))
+                    # T* only where T is free: a bitwise or multilevel code's steps are fixed by the bit width
+                    tstar = tuple(f.breakeven_steps(a) if variant.coding == "rate" else math.nan for f, a in zip(forms, ann_per_token))
                     rstar = tuple(f.breakeven_rate(a) for f, a in zip(forms, ann_per_token))
                     row.update({f"breakeven_T_vs_{ann_label}_low": tstar[0], f"breakeven_T_vs_{ann_label}_high": tstar[1],
                                 f"breakeven_rate_vs_{ann_label}_low": rstar[0], f"breakeven_rate_vs_{ann_label}_high": rstar[1],
-                                f"verdict_vs_{ann_label}": verdict(row["time_steps"], tstar)})
+                                f"verdict_vs_{ann_label}": verdict(e.per_token(), ann_per_token)})
                 row["spike_rate"] = forms[0].rate0
                 for bound, form in zip(("low", "high"), forms):  # E(T, r) = fixed + (T/T0) steps + (T/T0)(r/r0) spikes, J/token
                     row.update({f"fixed_j_{bound}": form.fixed, f"steps_j_{bound}": form.steps, f"spikes_j_{bound}": form.spikes})
@@ -331,7 +357,8 @@ def write_energy(table: pd.DataFrame, plan: EnergyPlan, model_name: str, snn: di
         f"against the int{plan.bits} ANN under the same bound.", "",
         to_markdown([("table", shown)]), "",
         *[f"- {s}" for s in sentences(table, plan.bits)], "",
-        f"![break-even](breakeven.png)\n\n{plot}" if plot else "", "", f"{seconds:.0f} s.",
+        f"![break-even](breakeven.png)\n\n{plot}" if plot else "No break-even plot: it draws the rate coding over T, and --codings had no rate.",
+        "", f"{seconds:.0f} s.",
     ]
     atomic_write_text(plan.out / "energy.md", "\n".join(lines) + "\n")
 

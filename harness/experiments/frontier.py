@@ -41,7 +41,9 @@ from tasks.corpus import text_ids
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, atomic_write_text, check_writable
 
-from ..energy import EnergyPreset, estimate, first_sequences, load_presets
+from ..devices import check_device
+from ..energy import EnergyPreset, estimate, first_sequences
+from ..energy.synops import select_presets
 from ..energy.memory import MemoryPreset, Variant, load_memory_presets, memory_estimate, precision
 from ..evaluation.identity import model_identity, open_run
 from ..finetuned import FineTuned, best_finetuned
@@ -69,6 +71,7 @@ class FrontierPlan:
     stdp: STDPConfig | None
     finetuned: dict[int, Path]  # explicit --finetuned checkpoints by bit width
     out: Path
+    device: str = "cpu"
 
 
 def parse_bits(text: str) -> tuple[int, ...]:
@@ -87,11 +90,8 @@ def parse_bits(text: str) -> tuple[int, ...]:
 def plan_frontier(args) -> FrontierPlan:
     """Every flag checked, the fine-tuned checkpoints' configs read, --out checked writable; no model is loaded."""
     bits = parse_bits(args.bits)
-    known = load_presets()
-    names = [n for n in args.energy_presets.split(",") if n]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise ValueError(f"--energy-presets {args.energy_presets!r}: unknown {unknown or 'none given'}; known: {', '.join(known)}")
+    presets = select_presets(args.energy_presets, args.energy_presets_file)
+    device = check_device(args.device)
     for flag, value, least in (("--eval-tokens", args.eval_tokens, args.window), ("--calibration-tokens", args.calibration_tokens, args.window),
                                ("--window", args.window, 2), ("--counted-windows", args.counted_windows, 1), ("--stdp-steps", args.stdp_steps, 0)):
         if value < least:
@@ -110,8 +110,8 @@ def plan_frontier(args) -> FrontierPlan:
     stdp = STDPConfig(steps=args.stdp_steps) if args.stdp_steps else None
     out = check_writable(args.out or f"results/frontier/{Path(args.model).name}", "--out")
     memory = load_memory_presets()
-    return FrontierPlan(args.model, bits, tuple(known[n] for n in names), tuple(memory.values()), tuple(d for d in args.eval_data.split(",") if d), args.eval_tokens,
-                        args.window, args.counted_windows, args.calibration_data, args.calibration_tokens, args.granularity, stdp, finetuned, out)
+    return FrontierPlan(args.model, bits, tuple(presets), tuple(memory.values()), tuple(d for d in args.eval_data.split(",") if d), args.eval_tokens,
+                        args.window, args.counted_windows, args.calibration_data, args.calibration_tokens, args.granularity, stdp, finetuned, out, device)
 
 
 def _checkpoint_bits(folder: Path) -> int:
@@ -130,7 +130,7 @@ def settings(plan: FrontierPlan, identity: dict[str, str], finetuned: dict[int, 
     """What makes two frontier runs the same run (rows of other settings are never mixed)."""
     return {
         "model": identity, "bits": list(plan.bits), "presets": [p.as_dict() for p in plan.presets],
-        "memory_presets": [p.name for p in plan.memory], "eval_data": list(plan.eval_data),
+        "memory_presets": [p.as_settings() for p in plan.memory], "eval_data": list(plan.eval_data),
         "eval_tokens": plan.eval_tokens, "window": plan.window, "counted_windows": plan.counted_windows,
         "calibration": {"data": plan.calibration_data, "tokens": plan.calibration_tokens, "granularity": plan.granularity},
         "stdp": asdict(plan.stdp) if plan.stdp else None,
@@ -197,6 +197,7 @@ def run_frontier(plan: FrontierPlan, say: Callable[[str], None], data_dir: str |
     loaded: LoadedModel = load_model(plan.model)
     if loaded.model.mode != "ann":
         raise ValueError(f"--model {plan.model}: a model in mode {loaded.model.mode}; the frontier starts from the float model")
+    loaded.model.to(plan.device)
     if loaded.tokenizer is None:
         raise ValueError(f"--model {plan.model}: has no tokenizer to read the evaluation text with")
     identity = model_identity(loaded.source, loaded.name)
@@ -231,7 +232,7 @@ def _rows(plan: FrontierPlan, loaded: LoadedModel, finetuned: dict[int, FineTune
 
         def tuned(b=b):
             run = finetuned[b]
-            model = load_checkpoint(run.checkpoint).model
+            model = load_checkpoint(run.checkpoint).model.to(plan.device)
             return {"model": swap_mode(model, model.spiking.with_mode("snn-fused")), "bits": b, "time_steps": model.spiking.T, "source": str(run.checkpoint)}
 
         for source, build in (("ptq", ptq), ("finetuned", tuned)):

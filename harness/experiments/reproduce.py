@@ -81,7 +81,7 @@ def braintransformers_table(paired: pd.DataFrame, model: str) -> tuple[pd.DataFr
 def reproduce_braintransformers(args: argparse.Namespace, say: Say) -> int:
     suite = "braintransformers" if args.full else "braintransformers-cpu"
     options = EvalOptions(model=args.model, modes="ann,snn-fused", suite=suite, limit=args.limit, max_gen_toks=args.max_gen_toks,
-                          results=args.results, meters=args.meters, batch_size=args.batch_size, max_length=args.max_length or None,
+                          out=args.runs, device=args.device, meters=args.meters, batch_size=args.batch_size, max_length=args.max_length or None,
                           data_dir=args.data_dir or None, snn_from=args.snn_from)
     status, run = evaluate_run(options, say)
     paired = pd.read_csv(run / "paired.csv") if (run / "paired.csv").exists() and (run / "paired.csv").stat().st_size > 1 else pd.DataFrame()

@@ -22,16 +22,19 @@ from typing import Any
 
 import pandas as pd
 
-from models.arch.spiking_config import SpikingConfig
+from models.arch.spiking_config import OPERATOR_KINDS, SpikingConfig
+from models.spiking.checks import check_bits
 from models.convert import convert, swap_mode
 from models.load import LoadedModel, load_checkpoint
 from models.perplexity import token_perplexity
 from models.train.data import global_batch, token_stream
 from models.train.stdp import STDPConfig, mean_time_window, optimize_time_steps
 from tasks.fetch import use_data_dir
-from tasks.files import atomic_write_text
+from tasks.files import atomic_write_text, check_writable
 
-from ..energy import count_forwards, first_sequences, load_presets
+from ..devices import check_device
+from ..energy import EnergyPreset, count_forwards, first_sequences
+from ..energy.synops import select_presets
 from ..report import plots
 from ..report.render import to_markdown
 
@@ -80,19 +83,49 @@ def _cell_model(cell: Cell, ann: LoadedModel, qat: LoadedModel | None, calibrati
     return swap_mode(base, base.spiking.with_mode("snn-fused"))
 
 
+@dataclass(frozen=True)
+class AblationPlan:
+    """The checked flags of ``snnbench ablate``."""
+
+    bits: list[int]
+    kinds: list[str]
+    preset: EnergyPreset
+    device: str
+    out: Path
+
+
+def plan_ablation(args: argparse.Namespace) -> AblationPlan:
+    """Every flag checked (one-line errors naming it) and --out checked writable, before any checkpoint is read."""
+    try:
+        bits = [check_bits(int(b), "--bits") for b in args.bits.split(",") if b.strip()]
+    except ValueError as err:
+        raise ValueError(str(err) if "--bits" in str(err) else f"--bits expects bit widths separated by commas (e.g. 4,6,8), got {args.bits!r}") from None
+    kinds = [k.strip() for text in ([args.keep_float] if isinstance(args.keep_float, str) else args.keep_float or []) for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in OPERATOR_KINDS]
+    if unknown or not bits:
+        raise ValueError(f"--keep-float: unknown operator kinds {unknown}; known: {', '.join(OPERATOR_KINDS)}" if unknown else "--bits names no bit width")
+    for flag, value, least in (("--window", args.window, 2), ("--eval-tokens", args.eval_tokens, args.window), ("--stdp-steps", args.stdp_steps, 0)):
+        if value < least:
+            raise ValueError(f"{flag} must be >= {least}, got {value}")
+    (preset,) = select_presets(args.energy_presets, args.energy_presets_file, one=True)
+    return AblationPlan(bits, kinds, preset, check_device(args.device), check_writable(args.out, "--out"))
+
+
 def run_stage_ablation(args: argparse.Namespace, say: Callable[[str], None]) -> tuple[Path, float]:
     """Every cell of the grid measured; the tables and the time-step plot written. Returns (folder, seconds)."""
+    plan = plan_ablation(args)
     use_data_dir(args.data_dir)
     started = time.perf_counter()
     ann, qat = _checkpoints(args)
+    for loaded in (ann, qat):
+        if loaded is not None:
+            loaded.model.to(plan.device)
     tokenizer = ann.tokenizer
     test = token_stream(tokenizer, args.data, "test")[: args.eval_tokens].tolist()
     train = token_stream(tokenizer, args.data, "train")
     calibration = [global_batch(train, args.window, 8, 11, s)[:, :-1] for s in range(2)]
     counted = first_sequences(test, args.window, COUNTED_SEQUENCES)
-    preset = load_presets()[args.energy_preset]
-    kinds = [k for k in args.keep_float.split(",") if k] if args.keep_float else []
-    bits = [int(b) for b in args.bits.split(",")]
+    preset, kinds, bits = plan.preset, plan.kinds, plan.bits
     rows: list[dict[str, Any]] = []
     for cell in grid(qat is not None, bits, kinds):
         model = _cell_model(cell, ann, qat, calibration, args.granularity)
@@ -115,7 +148,7 @@ def run_stage_ablation(args: argparse.Namespace, say: Callable[[str], None]) -> 
         })
         say(f"  {rows[-1]['stage']:<16} bits {cell.bits or '-':<3} float {rows[-1]['float_operators']:<10} perplexity {ppl:9.2f}  "
             f"{rows[-1]['joules_per_token']:.3e} J/token")
-    out = Path(args.out)
+    out = plan.out
     _write(pd.DataFrame(rows), out, f"Ablation on {args.data} ({len(test)} test tokens)")
     return out, time.perf_counter() - started
 

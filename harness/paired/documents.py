@@ -1,7 +1,8 @@
 """Per-document outcomes of one mode of one run, read from the ``samples.jsonl`` lm-eval wrote.
 
 Each lm-eval sample becomes one row: the task, document id and filter, what kind of request it
-was, whether it was right (the task's own per-document ``acc`` or ``exact_match``), and the
+was, whether it was right (the task's own per-document ``acc`` or ``exact_match``), lm-eval's
+hashes of its document, target and prompt (so two sides can check they asked the same), and the
 figures a paired comparison needs:
 
 - ``choice`` (multiple choice): the log-likelihood of every choice, the gold index, the gold
@@ -74,7 +75,8 @@ def outcome(sample: dict[str, Any], encode: Encode) -> dict[str, Any]:
     resps = sample["filtered_resps"]
     kind = _kind(resps)
     row: dict[str, Any] = {"task": sample["task"], "doc_id": int(sample["doc_id"]), "filter": sample["filter"], "kind": kind,
-                           "prompt_hash": sample.get("prompt_hash"), "correct": _correct(sample),
+                           "prompt_hash": sample.get("prompt_hash"), "doc_hash": sample.get("doc_hash"), "target_hash": sample.get("target_hash"),
+                           "correct": _correct(sample),
                            "correct_norm": float(sample["acc_norm"]) if "acc_norm" in sample.get("metrics", []) else None}
     if kind == "choice":
         gold = int(sample["target"])

@@ -55,10 +55,18 @@ def _write_table(out: Path, name: str, frame: pd.DataFrame, tables: dict[str, st
 
 
 SETTING_COLUMNS = ("model", "modes", "bits", "time_steps", "granularity", "tasks", "limit", "max_length", "max_gen_toks", "batch_size", "device")
+BASELINE_COLUMNS = ("num_fewshot", "model_args", "lm_eval", "date", "read_from")  # shown when lm-eval runs are reported too
+
+
+def _baseline_columns(manifest: dict) -> dict:
+    """An snnbench run's values of the columns lm-eval runs add to the settings table."""
+    tasks = (manifest.get("settings") or {}).get("tasks", manifest.get("tasks", []))
+    return {"num_fewshot": ", ".join(f"{t['task']}:{t.get('num_fewshot') or 0}" for t in sorted(tasks, key=lambda t: t["task"])),
+            "lm_eval": (manifest.get("versions") or {}).get("lm_eval"), "date": str(manifest.get("started_at") or "")[:19].replace("T", " ") or None}
 
 
 def _run_settings(results: Results) -> pd.DataFrame:
-    """One row per eval run: the settings that make it that run (from its manifest)."""
+    """One row per run: the settings that make it that run (from an eval run's manifest or an lm-eval results file)."""
     rows = []
     for run, manifest in sorted(results.manifests.items()):
         settings = manifest.get("settings") or {}
@@ -67,8 +75,11 @@ def _run_settings(results: Results) -> pd.DataFrame:
         rows.append({"run": run, "model": f"{model.get('name', '?')} ({str(model.get('sha256', ''))[:12]})", "modes": ",".join(settings.get("modes", manifest.get("modes", []))),
                      "bits": conversion.get("bits"), "time_steps": conversion.get("time_steps"), "granularity": conversion.get("granularity"),
                      "tasks": len(settings.get("tasks", manifest.get("tasks", []))), "limit": settings.get("limit"), "max_length": settings.get("max_length"),
-                     "max_gen_toks": settings.get("max_gen_toks"), "batch_size": settings.get("batch_size"), "device": settings.get("device")})
-    return pd.DataFrame(rows)
+                     "max_gen_toks": settings.get("max_gen_toks"), "batch_size": settings.get("batch_size"), "device": settings.get("device"),
+                     **(_baseline_columns(manifest) if results.baselines else {})})
+    rows += [row for _, row in sorted(results.baselines.items())]
+    columns = ("run", *SETTING_COLUMNS, *(BASELINE_COLUMNS if results.baselines else ()))
+    return pd.DataFrame(rows, columns=list(columns))
 
 
 def _column_label(frame: pd.DataFrame) -> pd.Series:
@@ -79,9 +90,10 @@ def _column_label(frame: pd.DataFrame) -> pd.Series:
 
 
 def side_by_side(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Every metric with the runs' modes as columns: value, then its standard error, then the documents."""
+    """Every metric with the runs' modes as columns: value, then its standard error, then the documents (one column per
+    run and mode where they differ). Several models (an lm-eval baseline, say) share rows: the columns name the runs."""
     frame = metrics.assign(column=_column_label(metrics))
-    index = ["model", "task", "metric", "filter"]
+    index = ["model", "task", "metric", "filter"] if frame["model"].nunique() == 1 else ["task", "metric", "filter"]
     values = frame.pivot_table(index=index, columns="column", values="value", aggfunc="first")
     errors = frame.pivot_table(index=index, columns="column", values="stderr", aggfunc="first", dropna=False) if "stderr" in frame else None
     out = pd.DataFrame(index=values.index)
@@ -90,7 +102,12 @@ def side_by_side(metrics: pd.DataFrame) -> pd.DataFrame:
         if errors is not None and column in errors:
             out[f"{column} stderr"] = errors[column]
     if "documents" in frame:
-        out["documents"] = frame.pivot_table(index=index, values="documents", aggfunc="max")["documents"]
+        documents = frame.pivot_table(index=index, columns="column", values="documents", aggfunc="max")
+        if (documents.nunique(axis=1) <= 1).all():
+            out["documents"] = documents.max(axis=1)
+        else:
+            for column in documents.columns:
+                out[f"{column} documents"] = documents[column]
     out = out.reset_index()
     out.columns.name = None
     return out.sort_values(index).reset_index(drop=True)
@@ -143,6 +160,10 @@ def _evaluation(results: Results, out: Path, blocks: list[Block], tables: dict[s
         blocks.append(("p", "The runs and the settings that make each one (results of different settings are never averaged together):"))
         blocks.append(("table", runs))
         _write_table(out, "runs", runs, tables)
+    if results.baselines:
+        blocks.append(("p", "Runs of mode lm-eval:<model> were read from lm-eval output folders (the file named in read_from): their metrics stand "
+                            "beside snnbench's, with no cost figures. Documents are compared one by one only where both sides logged samples "
+                            "of the same documents, targets and prompts (same task, doc_id, few-shot examples)."))
     keep = ["run", "model", "mode", "task", "metric", "filter", "value", "stderr", "documents"]
     table = metrics[[c for c in keep if c in metrics]].sort_values(["run", "task", "metric", "filter", "mode"]).reset_index(drop=True)
     _write_table(out, "metrics", table, tables)
@@ -260,17 +281,19 @@ def _energy_analyses(results: Results, out: Path, blocks: list[Block], tables: d
                         "window T and the spike rate at which the SNN costs what the iso-precision integer ANN does."))
     for name, table in sorted(results.energy_analyses.items()):
         bits = int(table["precision"][table["coding"].fillna("") != ""].iloc[0][3:]) if (table["coding"].fillna("") != "").any() else 8
+        model = str(table["model"].iloc[0]) if "model" in table else name
         shown = pd.DataFrame({
+            **({"phase": table["phase"]} if "phase" in table else {}),
             "preset": table["preset"], "variant": table["variant"],
             "arithmetic mJ/token": (1e3 * table["arithmetic_j_per_token"]).map(lambda v: f"{v:.3g}"),
             "memory-aware mJ/token": [f"{1e3 * lo:.3g}-{1e3 * hi:.3g}" for lo, hi in zip(table["memory_j_per_token_low"], table["memory_j_per_token_high"])],
             "T": table["time_steps"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}"),
             f"verdict vs int{bits}": table.get(f"verdict_vs_int{bits}", pd.Series([""] * len(table))).fillna(""),
         })
-        blocks.append(("h3", name))
+        blocks.append(("h3", f"{name}: {model} at {bits} bits"))
         blocks.append(("table", shown))
         _write_table(out, f"energy_analysis_{name}", table, tables)
-        _figure(blocks, out, f"breakeven_{name}", lambda path: plots.breakeven(table, path, bits, name))
+        _figure(blocks, out, f"breakeven_{name}", lambda path: plots.breakeven(table, path, bits, model))
 
 
 def _other_tables(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:

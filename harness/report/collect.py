@@ -6,7 +6,10 @@ Kinds are recognised by the files a folder holds:
 - conversion: convert.json + audit.json (``snnbench convert``)
 - stage 3:    stdp.json (``snnbench stdp``)
 - energy:     energy-analysis.csv (``snnbench energy``: memory-aware estimates, codings, break-even)
-- tables written by ``snnbench neurtransformer``, ``braingpt-ablate``, ``ablate`` and ``bench``.
+- tables written by ``snnbench neurtransformer``, ``braingpt-ablate``, ``ablate`` and ``bench``;
+- lm-eval output: an ``--output_path`` folder, a model folder in it, or one ``results_*.json`` file
+  (``lm_eval_runs``): each model's newest results as one more run, compared document by document
+  with every snnbench eval run where the documents are the same.
 A folder of an unknown or older format, an empty run, or a failed task does not stop a report:
 each becomes a note naming what is missing.
 """
@@ -20,33 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-
-@dataclass
-class Results:
-    metrics: list[pd.DataFrame] = field(default_factory=list)
-    cost: list[pd.DataFrame] = field(default_factory=list)
-    paired: list[pd.DataFrame] = field(default_factory=list)
-    energy: list[pd.DataFrame] = field(default_factory=list)
-    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failures: list[dict[str, str]] = field(default_factory=list)
-    training: dict[str, tuple[dict[str, Any], pd.DataFrame]] = field(default_factory=dict)
-    conversions: dict[str, tuple[dict[str, Any], pd.DataFrame]] = field(default_factory=dict)
-    stdp: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # name -> table (neurtransformer, ablation, bench ...)
-    energy_analyses: dict[str, pd.DataFrame] = field(default_factory=dict)  # folder -> energy-analysis.csv
-    notes: list[str] = field(default_factory=list)
-
-    def metrics_frame(self) -> pd.DataFrame:
-        return pd.concat(self.metrics, ignore_index=True) if self.metrics else pd.DataFrame()
-
-    def energy_frame(self) -> pd.DataFrame:
-        return pd.concat(self.energy, ignore_index=True) if self.energy else pd.DataFrame()
-
-    def cost_frame(self) -> pd.DataFrame:
-        return pd.concat(self.cost, ignore_index=True) if self.cost else pd.DataFrame()
-
-    def paired_frame(self) -> pd.DataFrame:
-        return pd.concat(self.paired, ignore_index=True) if self.paired else pd.DataFrame()
+from . import lm_eval_runs
+from .results import Results
 
 
 def _json(path: Path) -> Any:
@@ -97,15 +75,21 @@ def _read_convert(folder: Path, results: Results) -> None:
 
 def read(folders: list[str | Path]) -> Results:
     results = Results()
+    eval_runs: dict[str, Path] = {}
+    baselines: list[lm_eval_runs.LmEvalRun] = []
     for raw in folders:
         folder = Path(raw)
         try:
+            if folder.is_file() and lm_eval_runs.is_output(folder):
+                baselines += lm_eval_runs.read_output(folder, results)
+                continue
             if not folder.is_dir():
                 results.notes.append(f"{folder}: not a folder; skipped")
                 continue
             found = False
             if (folder / "manifest.json").exists():
                 _read_eval(folder, results)
+                eval_runs[folder.name] = folder
                 found = True
             if (folder / "summary.json").exists() and (folder / "log.jsonl").exists():
                 _read_train(folder, results)
@@ -127,8 +111,12 @@ def read(folders: list[str | Path]) -> Results:
                 if (child / "stdp.json").exists():
                     results.stdp[f"{folder.name}/{child.name}"] = _json(child / "stdp.json")
                     found = True
+            if not found and lm_eval_runs.is_output(folder):
+                baselines += lm_eval_runs.read_output(folder, results)
+                found = True
             if not found:
                 results.notes.append(f"{folder}: no snnbench results recognised (an older or unknown format?); skipped")
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
             results.notes.append(f"{folder}: unreadable ({type(err).__name__}: {err}); skipped")
+    lm_eval_runs.pair_baselines(baselines, eval_runs, results)
     return results

@@ -69,8 +69,8 @@ def forest(rows: pd.DataFrame, path: Path) -> str | None:
         ax.set_yticklabels(labels, fontsize=7)
         ax.set_xlabel("accuracy / exact match difference (points)" if unit == "points" else "difference in nats per token")
     save(fig, path)
-    return ("Differences of the candidate (the SNN) from its reference (the ANN) on the same documents, with 95% paired-bootstrap "
-            "intervals; large dots pool all tasks. The shaded band is the equivalence margin; green: equivalent, red: a "
+    return ("Differences of the candidate (the SNN) from its reference (the ANN, or an lm-eval baseline) on the same documents, "
+            "with 95% paired-bootstrap intervals; large dots pool all tasks. The shaded band is the equivalence margin; green: equivalent, red: a "
             "difference the sample shows, gray: inconclusive.")
 
 

@@ -294,7 +294,7 @@ def breakeven_curves(table: pd.DataFrame, bits: int, points: int = 200) -> dict[
 
 def breakeven(table: pd.DataFrame, path: Path, bits: int, model: str) -> str | None:
     """Estimated energy per token (memory-aware, low-high band) of the rate-coded SNN against its time window T, one
-    panel per memory preset; the ANN at fp32, fp16 and int-b as horizontal bands; each coding of the measured SNN
+    panel per memory preset; the ANN at fp32, fp16 and int-b as horizontal bands; each coding of this SNN (its counted operations)
     as a point with its range; dotted verticals where the SNN line crosses the int-b ANN (the break-even T)."""
     drawn = breakeven_curves(table, bits)
     if not drawn:
@@ -318,7 +318,7 @@ def breakeven(table: pd.DataFrame, path: Path, bits: int, model: str) -> str | N
             lo, hi = r["memory_j_per_token_low"] * 1e3, r["memory_j_per_token_high"] * 1e3
             mid = math.sqrt(lo * hi)
             ax.errorbar([r["time_steps"]], [mid], yerr=[[mid - lo], [hi - mid]], fmt=marker, color=color, capsize=3,
-                        label=f"measured SNN, {r['coding']} (T={r['time_steps']:.0f})", zorder=5)
+                        label=f"this SNN, {r['coding']} (T={r['time_steps']:.0f}), estimated", zorder=5)
         for t in d["crossing"]:
             if np.isfinite(t):
                 ax.axvline(t, color="tab:green", linestyle=":", linewidth=1)
@@ -331,4 +331,5 @@ def breakeven(table: pd.DataFrame, path: Path, bits: int, model: str) -> str | N
         ax.legend(fontsize=6, loc="upper left")
     save(fig, path)
     return (f"Estimated energy per token of {model}'s SNN at {bits} bits against its time window (rate coding, band = the preset's "
-            "low-high prices), beside the ANN at fp32, fp16 and int-b; points: the measured SNN under each coding; dotted: break-even T.")
+            "low-high prices), beside the ANN at fp32, fp16 and int-b; points: this SNN's counted operations priced under each coding; "
+            "dotted: break-even T. Every figure is estimated, none measured.")

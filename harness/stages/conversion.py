@@ -28,6 +28,7 @@ from tasks.corpus import text_ids
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, check_writable
 
+from ..devices import check_device
 from ..energy import count_forwards
 from . import StageResult
 
@@ -38,6 +39,7 @@ class ConversionPlan:
 
     spiking: SpikingConfig
     out: Path
+    device: str
 
 
 def spiking_config(args: argparse.Namespace) -> SpikingConfig:
@@ -70,8 +72,9 @@ def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
     """Every flag and --out checked, in order; nothing is loaded."""
     spiking = spiking_config(args)
     check_lengths(args)
+    device = check_device(args.device)
     coded = "" if spiking.coding == "rate" else f"-{spiking.coding}"
-    return ConversionPlan(spiking, check_writable(args.out or f"results/convert/{Path(args.model).name}-b{args.bits}-T{spiking.T}{coded}", "--out"))
+    return ConversionPlan(spiking, check_writable(args.out or f"results/convert/{Path(args.model).name}-b{args.bits}-T{spiking.T}{coded}", "--out"), device)
 
 
 def convert_pretrained(args: argparse.Namespace, plan: ConversionPlan, say: Callable[[str], None]) -> StageResult:
@@ -83,6 +86,7 @@ def convert_pretrained(args: argparse.Namespace, plan: ConversionPlan, say: Call
     loaded = load_model(args.model)
     if loaded.tokenizer is None:
         raise ValueError(f"model {args.model!r} has no tokenizer to read the calibration text with")
+    loaded.model.to(plan.device)
     say(f"converting {loaded.name} ({loaded.model.num_parameters():,} parameters) at {args.bits} bits, T={spiking.T}, {args.granularity} scales, "
         f"{spiking.coding} coding")
     calibration = text_ids(loaded.tokenizer, args.calibration_data, "train", args.calibration_tokens)

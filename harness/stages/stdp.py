@@ -21,7 +21,9 @@ from models.train.stdp import STDPConfig, mean_time_window, optimize_time_steps,
 from tasks.fetch import use_data_dir
 from tasks.files import atomic_write_json, atomic_write_text, check_writable
 
-from ..energy import EnergyPreset, count_forwards, first_sequences, load_presets
+from ..devices import check_device
+from ..energy import EnergyPreset, count_forwards, first_sequences
+from ..energy.synops import select_presets
 from . import StageResult
 
 ENERGY_SEQUENCES = 4  # context windows of the test split whose operations the energy estimate counts (fewer if it is short)
@@ -36,6 +38,7 @@ class Plan:
     data: str
     context_window: int  # tokens
     out: Path
+    device: str
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -50,14 +53,6 @@ def check_flags(args: argparse.Namespace) -> None:
     for flag, value in (("--lambda-t", args.lambda_t), ("--lambda-c", args.lambda_c)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{flag} must be a finite number > 0, got {value}")
-
-
-def energy_preset(name: str) -> EnergyPreset:
-    """The energy preset ``name``; a one-line error listing the known ones."""
-    presets = load_presets()
-    if name not in presets:
-        raise ValueError(f"--energy-preset {name!r} is unknown; known: {', '.join(presets)}")
-    return presets[name]
 
 
 def checkpoint_settings(args: argparse.Namespace) -> tuple[str, int]:
@@ -84,10 +79,11 @@ def plan(args: argparse.Namespace) -> Plan:
     """Check every flag, the checkpoint's config and that --out is writable; no data or model is loaded."""
     check_flags(args)
     config = STDPConfig(steps=args.steps, target_fraction=args.target_fraction, lambda_T=args.lambda_t, lambda_C=args.lambda_c)
-    preset = energy_preset(args.energy_preset)
+    (preset,) = select_presets(args.energy_presets, args.energy_presets_file, one=True)
+    device = check_device(args.device)
     data, context_window = checkpoint_settings(args)
     out = check_writable(args.out or Path(args.checkpoint).parent / "stdp", "--out")
-    return Plan(config, preset, data, context_window, out)
+    return Plan(config, preset, data, context_window, out, device)
 
 
 def run_stage3(args: argparse.Namespace, checked: Plan) -> StageResult:
@@ -96,7 +92,7 @@ def run_stage3(args: argparse.Namespace, checked: Plan) -> StageResult:
     use_data_dir(args.data_dir)
     started = time.perf_counter()
     loaded = load_checkpoint(args.checkpoint)
-    model = loaded.model
+    model = loaded.model.to(checked.device)
     if model.mode != "snn-fused":
         model = swap_mode(model, model.spiking.with_mode("snn-fused"))
     test = token_stream(loaded.tokenizer, data, "test")[: args.eval_tokens].tolist()

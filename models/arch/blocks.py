@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.spiking import counters, observe
+from models.spiking.checks import coding_steps
 from models.spiking.products import CodedTally
 
 from .operators import Operators
@@ -117,8 +118,21 @@ class SoftmaxAttention(nn.Module):
         new = CodedKeysValues(n_k, s_k, n_v, s_v, CodedTally.of_keys(n_k, self.scores.qb.T), CodedTally.of_values(n_v, self.weighted_values.values.T))
         return past.extend(new) if past is not None else new
 
+    def record_cache_reads(self, kv_heads: int, head_dim: int, mask: torch.Tensor, steps: int = 1) -> None:
+        """The keys and values read from the cache (``counters.py``): for every (query, key) pair the mask allows, one key
+        and one value row of each kv head (a group of query heads shares it); ``steps`` times if read per time step."""
+        cached = 2 * kv_heads * head_dim * int(mask.sum())
+        counters.record(self, cache_reads=cached, step_reads=steps * cached)
+
+    def _cache_steps(self) -> int:
+        """Time steps of the spike code of the cached keys (1 in the float and qat modes)."""
+        b = getattr(self.scores, "qb", None)
+        return coding_steps(self.scores.coding, b.T) if b is not None and getattr(self.scores, "mode", "qat") != "qat" else 1
+
     def attend_coded(self, q: torch.Tensor, codes: CodedKeysValues, mask: torch.Tensor) -> torch.Tensor:
         """``attend`` with keys and values given as their codes: the same output and counts, no re-coding of the cache."""
+        if counters.counting():
+            self.record_cache_reads(codes.keys.shape[1], codes.keys.shape[2], mask.expand(q.shape[0], 1, *mask.shape[2:]), self._cache_steps())
         n_k, s_k, n_v, s_v = codes.repeat_heads(q.shape[1] // codes.keys.shape[1])
         probs = self.softmax(self.scores.forward_coded(q * self.scaling, n_k, s_k, codes.key_tally), mask=mask)
         return self.weighted_values.forward_coded(probs, n_v, s_v, codes.value_tally)
@@ -126,6 +140,8 @@ class SoftmaxAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, causal_only: bool = False) -> torch.Tensor:
         """softmax(q k^T / sqrt(d), masked) v: q (B, H, M, D) unscaled, k and v (B, H_kv, N, D) (grouped-query heads),
         mask (B, 1, M, N). ``causal_only``: the mask is the causal one on every real query (the fused kernel's own)."""
+        if counters.counting():
+            self.record_cache_reads(k.shape[1], k.shape[-1], mask.expand(q.shape[0], 1, q.shape[2], k.shape[2]), self._cache_steps())
         if self.float_attention:
             if counters.counting():
                 self._record_fused(q, k, mask)

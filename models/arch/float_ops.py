@@ -52,10 +52,8 @@ class FloatMatmul(nn.Module):
 
     def record_counts(self, nonzero_a: int, rows: int, inner: int, columns: int) -> None:
         """(rows x inner) @ (inner x columns), ``nonzero_a`` nonzero entries in a: each costs ``columns`` MACs."""
-        cached = rows * inner * columns  # b (cached keys or values) read once per row of a
-        counters.record(
-            self, Effective_MACs=nonzero_a * columns, Dense=rows * inner * columns, cache_reads=cached, step_reads=cached,
-            act_reads=rows * inner, act_writes=rows * columns,
+        counters.record(  # b, cached keys or values, is counted by the attention block (kv heads, mask)
+            self, Effective_MACs=nonzero_a * columns, Dense=rows * inner * columns, act_reads=rows * inner, act_writes=rows * columns,
         )
 
 

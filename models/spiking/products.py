@@ -306,11 +306,9 @@ class ActivationProduct(SpikeCoding, nn.Module):
         )
 
     def _memory_traffic(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> dict[str, int]:
-        """Elements moved by one call (``counters.py``): a matmul reads its b (cached keys or values) once per row of a
-        (``steps`` times if once per time step); an elementwise product reads both operands as activations."""
-        g = self.geometry(a, b)
-        cached = g.out_numel * g.inner
-        return dict(cache_reads=cached, step_reads=steps * cached, act_reads=a.numel(), act_writes=g.out_numel)
+        """Elements moved by one call (``counters.py``): a matmul reads a and writes its product; its b, cached keys or
+        values, is counted by the attention block, which knows the kv heads and the mask (``blocks.SoftmaxAttention``)."""
+        return dict(act_reads=a.numel(), act_writes=self.geometry(a, b).out_numel)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"

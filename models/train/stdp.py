@@ -101,8 +101,9 @@ def _collect_inputs(model: nn.Module, layers: dict[str, Synapsis], batches: Iter
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
     try:
         with torch.no_grad():
+            device = next(model.parameters()).device
             for ids in batches:
-                model(ids)
+                model(ids.to(device))
     finally:
         for h in handles:
             h.remove()
