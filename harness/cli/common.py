@@ -52,6 +52,14 @@ def add_energy_presets(p: argparse.ArgumentParser, default: str, one: bool = Fal
     p.add_argument("--energy-presets-file", default=None, help="a TOML file of your own [[preset]] tables, same form as harness/energy/presets.toml")
 
 
+def add_conversion_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """The calibrated conversion of a pretrained model's commands (frontier, energy): its text, tokens and scales, then --device."""
+    p.add_argument("--calibration-data", default="webtext", help=f"training text for {what}")
+    p.add_argument("--calibration-tokens", type=int, default=1024, help="tokens of calibration text")
+    add_device(p)
+    p.add_argument("--granularity", default="smoothed", choices=["token", "smoothed", "channel", "tensor"], help="activation scales of the conversion")
+
+
 def comma_list(value: str | list[str] | None) -> list[str]:
     """``"a,b"`` (or a list of such strings) -> ["a", "b"]; empty parts dropped, None -> []."""
     texts = [value] if isinstance(value, str) else list(value or [])

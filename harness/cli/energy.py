@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import DATA_DIR_HELP, add_device, say
+from .common import add_conversion_flags, add_data_dir, add_out, say
 
 
 def add_parser(commands) -> None:
@@ -21,12 +21,9 @@ def add_parser(commands) -> None:
     p.add_argument("--count-data", default="wikitext", help="held-out text (test split) whose first windows are counted")
     p.add_argument("--window", type=int, default=256, help="context window in tokens")
     p.add_argument("--counted-windows", type=int, default=2, help="windows counted")
-    p.add_argument("--calibration-data", default="webtext", help="training text for the calibrated conversion")
-    p.add_argument("--calibration-tokens", type=int, default=1024, help="tokens of calibration text")
-    add_device(p)
-    p.add_argument("--granularity", default="smoothed", choices=["token", "smoothed", "channel", "tensor"], help="activation scales of the conversion")
-    p.add_argument("--out", default=None, help="output folder (default results/energy/<model>-b<bits>)")
-    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    add_conversion_flags(p, "the calibrated conversion")
+    add_out(p, None, "counts/, energy-analysis.csv, energy.md, breakeven.png (default: results/energy/<model>-b<bits>)")
+    add_data_dir(p)
     p.set_defaults(handler=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import DATA_DIR_HELP, CommaSeparated, add_device, add_energy_presets, say
+from .common import CommaSeparated, add_conversion_flags, add_data_dir, add_energy_presets, add_out, say
 
 
 def add_parser(commands) -> None:
@@ -19,13 +19,10 @@ def add_parser(commands) -> None:
     p.add_argument("--window", type=int, default=256, help="context window in tokens")
     p.add_argument("--counted-windows", type=int, default=2, help="windows of the first text whose operations are counted for energy")
     add_energy_presets(p, "45nm-fp32,45nm-int8,loihi")
-    p.add_argument("--calibration-data", default="webtext", help="training text for calibration and stage 3")
-    p.add_argument("--calibration-tokens", type=int, default=1024, help="tokens of calibration text")
-    add_device(p)
-    p.add_argument("--granularity", default="smoothed", choices=["token", "smoothed", "channel", "tensor"], help="activation scales of the conversion")
+    add_conversion_flags(p, "calibration and stage 3")
     p.add_argument("--stdp-steps", type=int, default=60, help="stage-3 optimization steps per layer (0: no stage-3 rows)")
-    p.add_argument("--out", default=None, help="output folder (default results/frontier/<model>)")
-    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    add_out(p, None, "rows/, frontier.csv, frontier.md, frontier.png (default: results/frontier/<model>)")
+    add_data_dir(p)
     p.set_defaults(handler=run)
 
 

@@ -32,13 +32,8 @@ from typing import Any
 
 from models.spiking.counters import OpStats
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from .meter import ESTIMATED
-from .synops import PJ, PresetError
+from .synops import PJ, PresetError, read_tables
 
 MEMORY_FILE = Path(__file__).with_name("memory.toml")
 DATAFLOWS = ("per_token", "per_step", "per_spike")
@@ -171,18 +166,8 @@ def _pair(value: Any, where: str, allow_zero: bool = False) -> tuple[float, floa
 
 
 def _parse_memory(path: Path, known: Mapping[str, MemoryPreset]) -> dict[str, MemoryPreset]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise PresetError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise PresetError(f"{path}: not a UTF-8 text file; save it as UTF-8 TOML") from None
-    except tomllib.TOMLDecodeError as e:
-        raise PresetError(f"{path}: invalid TOML: {e}") from None
-    if set(data) - {"memory"} or not isinstance(data.get("memory", []), list):
-        raise PresetError(f"{path}: expected only [[memory]] tables, found {sorted(set(data) - {'memory'}) or ['memory = ...']}")
     out: dict[str, MemoryPreset] = {}
-    for i, entry in enumerate(data.get("memory", [])):
+    for i, entry in enumerate(read_tables(path, "memory")):
         label = f"{path}: memory[{i}]" + (f" ({entry.get('name')!r})" if isinstance(entry, dict) and isinstance(entry.get("name"), str) else "")
         if not isinstance(entry, dict):
             raise PresetError(f"{label} must be a [[memory]] table")

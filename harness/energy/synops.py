@@ -55,18 +55,26 @@ def _energy(value: Any, where: str) -> float:
     return float(value)
 
 
-def _parse(path: Path, known: Mapping[str, EnergyPreset]) -> dict[str, EnergyPreset]:
+def read_tables(path: Path, table: str) -> list[Any]:
+    """The ``[[table]]`` entries of a presets file; a one-line PresetError naming the file when it cannot be read,
+    is not UTF-8 TOML, or holds anything else."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise PresetError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise PresetError(f"{path}: not a UTF-8 text file; save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as e:
         raise PresetError(f"{path}: invalid TOML: {e}") from None
-    extra = set(data) - {"preset"}
-    if extra or not isinstance(data.get("preset", []), list):
-        raise PresetError(f"{path}: expected only [[preset]] tables, found {sorted(extra) or ['preset = ...']}")
+    extra = set(data) - {table}
+    if extra or not isinstance(data.get(table, []), list):
+        raise PresetError(f"{path}: expected only [[{table}]] tables, found {sorted(extra) or [f'{table} = ...']}")
+    return data.get(table, [])
+
+
+def _parse(path: Path, known: Mapping[str, EnergyPreset]) -> dict[str, EnergyPreset]:
     out: dict[str, EnergyPreset] = {}
-    for i, entry in enumerate(data.get("preset", [])):
+    for i, entry in enumerate(read_tables(path, "preset")):
         if not isinstance(entry, dict):
             raise PresetError(f"{path}: preset[{i}] must be a [[preset]] table")
         label = f"{path}: preset[{i}]" + (f" ({entry['name']!r})" if isinstance(entry.get("name"), str) else "")

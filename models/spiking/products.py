@@ -228,13 +228,18 @@ class ActivationProduct(SpikeCoding, nn.Module):
                 spikes += nz_a + nz_b
                 acs += nz_b * fan_b + nz_a * fan_a + self.coincident(at, bt)
             yield A.to(a.dtype) * scale
+        self._finish_steps(a, b, (va, sum_a, Ta, sa), (vb, sum_b, Tb, sb), spikes, acs)
+
+    def _finish_steps(self, a: torch.Tensor, b: torch.Tensor, coded_a: tuple, coded_b: tuple, spikes: int, synops: int) -> None:
+        """After the last step: the neurons reset, each operand's (input current, count, T, scale) to the observers,
+        the call's spikes and synaptic operations to the counters."""
         self.a_neuron.reset()
         self.b_neuron.reset()
         if observe.observing():
-            observe.encoded(self, va, sum_a, Ta, sa)
-            observe.encoded(self, vb, sum_b, Tb, sb)
+            for v, n, T, s in (coded_a, coded_b):
+                observe.encoded(self, v, n, T, s)
         if counters.counting():
-            self._record_counts(a, b, spikes, acs)
+            self._record_counts(a, b, spikes, synops)
 
     def _iter_coded_steps(self, a: torch.Tensor, b: torch.Tensor) -> Iterator[torch.Tensor]:
         """Stepped product of bitwise or multilevel codes: the neurons emit, in lockstep, the planes a_i and b_j worth
@@ -272,13 +277,7 @@ class ActivationProduct(SpikeCoding, nn.Module):
                 if counters.counting():
                     pairs += self.coincident(planes_a[i], planes_b[j])
             yield A.to(a.dtype) * scale
-        self.a_neuron.reset()
-        self.b_neuron.reset()
-        if observe.observing():
-            observe.encoded(self, va, sum_a, Ta, sa)
-            observe.encoded(self, vb, sum_b, Tb, sb)
-        if counters.counting():
-            self._record_counts(a, b, spikes, pairs)
+        self._finish_steps(a, b, (va, sum_a, Ta, sa), (vb, sum_b, Tb, sb), spikes, pairs)
 
     def _record_counts(self, a: torch.Tensor, b: torch.Tensor, spikes: int, synops: int) -> None:
         """One call's counts; ``synops`` are MACs in mode qat and in the multilevel coding (a graded spike multiplies),
