@@ -45,6 +45,7 @@ WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 GENERATION_FILE = "generation_config.json"
 TOKENIZER_FILE = "tokenizer.json"
+SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SNNBENCH_FILE = "snnbench.json"
 SPIKING_STATE_FILE = "snnbench_spiking.safetensors"
@@ -148,10 +149,12 @@ def _token_id(value: Any, kind: str, folder: Path, tokenizer: Callable[[], Token
 
 
 def special_tokens(folder: Path, hf: dict[str, Any]) -> dict[str, int | None]:
-    """eos / bos ids: tokenizer_config.json's tokens when it names them (and tokenizer.json is there), else
+    """eos / bos ids as transformers' tokenizer (and so lm-eval's ``hf`` model) has them: with a tokenizer_config.json beside
+    tokenizer.json, its tokens (or special_tokens_map.json's), a token neither names being None; without one,
     generation_config.json's ids, else config.json's; a list of ids gives its first."""
     folder = Path(folder)
-    names = _json(folder / TOKENIZER_CONFIG_FILE) if (folder / TOKENIZER_CONFIG_FILE).is_file() else {}
+    names = _json(folder / TOKENIZER_CONFIG_FILE) if (folder / TOKENIZER_CONFIG_FILE).is_file() else None
+    mapped = _json(folder / SPECIAL_TOKENS_FILE) if (folder / SPECIAL_TOKENS_FILE).is_file() else {}
     generation = _json(folder / GENERATION_FILE) if (folder / GENERATION_FILE).is_file() else {}
     loaded: list[Tokenizer] = []
 
@@ -165,8 +168,9 @@ def special_tokens(folder: Path, hf: dict[str, Any]) -> dict[str, int | None]:
 
     out: dict[str, int | None] = {}
     for kind in ("eos", "bos"):
-        if isinstance(names, dict) and f"{kind}_token" in names and (folder / TOKENIZER_FILE).is_file():
-            out[f"{kind}_id"] = _token_id(names[f"{kind}_token"], kind, folder, tokenizer)
+        if isinstance(names, dict) and (folder / TOKENIZER_FILE).is_file():  # the tokenizer's own: a token it does not name is None
+            token = names.get(f"{kind}_token") or (mapped.get(f"{kind}_token") if isinstance(mapped, dict) else None)
+            out[f"{kind}_id"] = _token_id(token, kind, folder, tokenizer) if token else None
             continue
         value = generation.get(f"{kind}_token_id") if isinstance(generation, dict) else None
         value = hf.get(f"{kind}_token_id") if value is None else value
@@ -247,7 +251,7 @@ def model_files(folder: Path) -> list[Path]:
     folder = Path(folder)
     weights = weight_files(folder)
     index = [folder / INDEX_FILE] if weights[0].name != WEIGHTS_FILE else []
-    named = [folder / name for name in (CONFIG_FILE, GENERATION_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, "special_tokens_map.json",
+    named = [folder / name for name in (CONFIG_FILE, GENERATION_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_FILE,
                                           SNNBENCH_FILE, SPIKING_STATE_FILE)]
     return [named[0], *index, *weights, *(path for path in named[1:] if path.is_file())]
 

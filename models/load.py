@@ -103,7 +103,9 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not path.exists():
         raise ModelLoadError(f"{path}: missing; a checkpoint folder needs {CONFIG_FILE} and {WEIGHTS_FILE}")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{path}: not a UTF-8 text file; a checkpoint's {CONFIG_FILE} is JSON text") from None
     except json.JSONDecodeError as err:
         raise ModelLoadError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if is_hf_config(config):  # a folder transformers wrote: its config translated (or the snnbench.json an export wrote)

@@ -30,7 +30,7 @@ def test_every_flag_says_what_it_does_and_its_default():
         for action in visible(parser):
             assert action.help, f"snnbench {name} {action.option_strings[0]} has no help"
             shown = DefaultsShown("x")._get_help_string(action) % {"default": action.default}
-            if action.default not in (None, False) and not action.required:
+            if action.default is not None and action.default is not False and not action.required:
                 assert "default" in shown, f"snnbench {name} {action.option_strings[0]} does not show its default"
 
 

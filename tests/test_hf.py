@@ -269,3 +269,20 @@ def test_export_refuses_in_one_line(tmp_path, tokenizer, capsys):
     with torch.no_grad():
         assert torch.equal(load_model(str(used)).model(ids)[0], load_model(str(source)).model(ids)[0])
     shutil.rmtree(used)
+
+
+def test_special_tokens_are_the_tokenizers_own(tmp_path, tokenizer):
+    """With a tokenizer_config.json, a token it does not name is None (as transformers' tokenizer and lm-eval's hf model
+    have it), even when generation_config.json names one; without it, generation_config.json's ids."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    folder = tmp_path / "no-bos"
+    hf_model("llama", False).save_pretrained(folder)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>").save_pretrained(folder)
+    edit_json(folder / "generation_config.json", bos_token_id=1, eos_token_id=2)
+    theirs = AutoTokenizer.from_pretrained(folder)
+    loaded = load_model(str(folder))
+    assert (loaded.eos_id, loaded.bos_id) == (theirs.eos_token_id, theirs.bos_token_id) == (2, None)
+    (folder / "tokenizer_config.json").unlink()
+    (folder / "special_tokens_map.json").unlink(missing_ok=True)
+    assert load_model(str(folder)).special_tokens() == {"eos_id": 2, "bos_id": 1}

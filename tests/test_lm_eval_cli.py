@@ -170,3 +170,27 @@ def test_the_lm_eval_models_entry_point_is_declared():
     assert point.load() is SNNBenchLM
     installed = {e.name: e.value for e in entry_points(group="lm_eval.models")}
     assert installed.get("snnbench") == declared["snnbench"], "the installed metadata lacks it: reinstall (make install, or pip install -e .)"
+
+
+def test_misspelt_or_inapplicable_model_args_are_refused():
+    """A typo in --model_args would otherwise be ignored and the run made in another mode than asked."""
+    from benchmarks.workload import tiny_random_model
+    from harness.evaluation.adapter import SNNBenchLM
+
+    with pytest.raises(ValueError, match="model_args: unknown 'bitz', 'mdoe'; known: "):
+        SNNBenchLM.create_from_arg_string("pretrained=smollm2-135m,bitz=4,mdoe=ann")
+    loaded = tiny_random_model()
+    loaded.model.spiking = loaded.model.spiking.with_mode("snn-fused")  # as a converted model says of itself
+    with pytest.raises(ValueError, match="bits: tiny-random is already a snn-fused model"):
+        SNNBenchLM.create_from_arg_obj({"model": loaded, "bits": 4, "device": "cpu"})
+
+
+def test_data_parallel_ranks_take_their_own_gpu_even_under_lm_evals_cuda_0(monkeypatch):
+    import torch
+
+    from harness.evaluation.placement import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert pick_device("cuda:0", world_size=2) == torch.device("cuda", 1)
+    assert pick_device("cuda:0", world_size=1) == torch.device("cuda", 0)

@@ -102,7 +102,7 @@ def test_an_lm_eval_folder_stands_beside_an_snnbench_run(runs, tmp_path):
     assert lm_acc.loc["snnbench_lambada_openai", "stderr"] == ann_acc.loc["snnbench_lambada_openai", "stderr"] > 0  # lm-eval's stderr kept
     settings = pd.read_csv(report / "tables" / "runs.csv").set_index("run")
     row = settings.loc["baseline"]
-    assert row["modes"] == "lm-eval:hf" and row["model"] == "hf-twin" and row["limit"] == 2 and row["device"] == "cpu"
+    assert row["modes"] == "lm-eval:hf" and row["model"] == "hf-twin" and row["limit"] == 2 and row["device"] == "cpu (asked of lm-eval)"
     assert row["lm_eval"] == metadata.version("lm_eval") and row["num_fewshot"] == "snnbench_arc_easy:0, snnbench_lambada_openai:0"
     assert "pretrained=" in row["model_args"] and "dtype=float32" in row["model_args"] and len(row["date"]) == 19
     assert row["read_from"] == f"{_model_folder(baseline).name}/{next(_model_folder(baseline).glob('results_*.json')).name}"
@@ -191,3 +191,14 @@ def test_documents_differing_between_columns_get_a_column_each():
             for run, model, mode, n in (("r1", "m", "ann", 10), ("base", "hf", "lm-eval:hf", 100))]
     side = side_by_side(pd.DataFrame(rows))
     assert "model" not in side.columns and list(side["r1: ann documents"]) == [10] and list(side["base: lm-eval:hf documents"]) == [100]
+
+
+def test_snnbench_through_lm_eval_is_labelled_with_its_mode():
+    from pathlib import Path
+
+    from harness.report.lm_eval_runs import LmEvalRun
+
+    run = LmEvalRun("out", Path("results_2026-12-02T07-04-21.json"), {"model_source": "snnbench",
+                                                                       "config": {"model_args": "pretrained=smollm2-135m,mode=snn-fused"}})
+    assert run.mode == "lm-eval:snnbench/snn-fused" and run.model == "smollm2-135m"
+    assert LmEvalRun("out", run.file, {"model_source": "hf", "config": {"model_args": "pretrained=/m/tiny,mode=x"}}).mode == "lm-eval:hf"

@@ -29,7 +29,8 @@ class DefaultsShown(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required or not action.option_strings:
+        nothing = action.default is None or action.default is False or action.default == argparse.SUPPRESS  # 0 is a default to show
+        if "default" in text or nothing or action.required or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
 

@@ -23,7 +23,7 @@ def add_parser(commands) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="batch size of both lm-eval models (default 8, as snnbench eval)")
     p.add_argument("--model", default="smollm2-135m", help="float model for benchmarks 1, 2, 4, 5 (registry name, checkpoint, .gguf, or tiny-random with --quick)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs and tiny models")
-    p.add_argument("--out", default="results/bench", help="folder for bench.json and bench.md")
+    p.add_argument("--out", default="results/bench", help="output folder: bench.json and bench.md")
     p.add_argument("--data-dir", default=None, help="data folder (default: $SNNBENCH_DATA or ~/.cache/snnbench)")
     p.set_defaults(handler=run)
 

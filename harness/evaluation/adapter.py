@@ -72,6 +72,7 @@ UNKNOWN_TASK = "unknown"
 SHARED_CONTEXT_MIN = 256  # tokens: a shorter context shared by several answers is cheaper recomputed in a large batch than run alone
 TOKEN_BUDGET = 2048  # tokens per forward for short sequences: more of them per batch, never fewer than batch_size
 CONVERSION_ARGS = ("mode", "bits", "time_steps", "granularity", "coding", "calibration_data", "calibration_tokens")
+MODEL_ARGS = {"pretrained", "model", "device", "batch_size", "max_batch_size", "max_length", "max_gen_toks", *CONVERSION_ARGS}
 
 
 class TokenBudget:
@@ -201,6 +202,9 @@ class SNNBenchLM(TemplateLM):
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict[str, Any] | None = None) -> "SNNBenchLM":
         """Load ``pretrained`` (unless ``model`` is given), convert it to ``mode`` through ``models.convert.in_mode``
         (a float model is calibrated on ``calibration_tokens`` of ``calibration_data``), then wrap the ready model."""
+        unknown = sorted(set(arg_dict) - MODEL_ARGS)
+        if unknown:  # a misspelt key would otherwise be ignored, and the run made with other settings than asked
+            raise ValueError(f"model_args: unknown {', '.join(map(repr, unknown))}; known: {', '.join(sorted(MODEL_ARGS))}")
         args = {**arg_dict, **{k: v for k, v in (additional_config or {}).items() if v is not None}}
         conversion = {k: args.pop(k) for k in CONVERSION_ARGS if k in args}
         parse_batch_size(args.get("batch_size"))  # the cheap checks first: nothing is loaded for a bad value
@@ -212,6 +216,10 @@ class SNNBenchLM(TemplateLM):
         rank, world = distributed()
         device = pick_device(args.pop("device", None), world)  # said once, before loading: converted (calibrated) where it will run
         loaded = _with_tokenizer(loaded if loaded is not None else load_model(str(pretrained)))
+        ignored = sorted(set(conversion) - {"mode", "coding"}) if loaded.model.mode != "ann" else []
+        if ignored:
+            raise ValueError(f"model_args {', '.join(ignored)}: {loaded.name} is already a {loaded.model.mode} model, and these set a float "
+                             "model's conversion; leave them out, or give the float model as pretrained")
         loaded.model.to(device)
         time_steps = conversion.get("time_steps")
         granularity = conversion.get("granularity", "smoothed")

@@ -21,7 +21,7 @@ def pick_device(device: str | None, world_size: int = 1) -> torch.device:
     if wanted.startswith("cuda") and not torch.cuda.is_available():
         print(f"snnbench: CUDA is not available here, running on the CPU instead of {wanted}", file=sys.stderr)
         return torch.device("cpu")
-    if wanted == "cuda" and world_size > 1:
+    if wanted in ("cuda", "cuda:0") and world_size > 1:  # lm-eval's default is cuda:0: every rank would share GPU 0
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     try:
         return torch.device(wanted)

@@ -49,7 +49,10 @@ class LmEvalRun:
 
     @property
     def mode(self) -> str:
-        return f"lm-eval:{self.results.get('model_source') or self.config.get('model') or 'model'}"
+        """``lm-eval:<model>``; snnbench's adapter run through lm-eval also names its mode (``lm-eval:snnbench/snn-fused``)."""
+        source = self.results.get("model_source") or self.config.get("model") or "model"
+        mode = self.model_args.get("mode") if source == "snnbench" else None
+        return f"lm-eval:{source}" + (f"/{mode}" if mode else "")
 
     @property
     def model_args(self) -> dict[str, Any]:
@@ -145,7 +148,7 @@ def settings_row(run: LmEvalRun) -> dict[str, Any]:
     suites = {run.suite(task) for task in run.results.get("configs") or shots}
     return {"run": run.run, "model": f"{run.model} ({sha[:12]})" if sha else run.model, "modes": run.mode, "tasks": len(suites),
             "limit": config.get("limit"), "max_length": args.get("max_length"), "batch_size": config.get("batch_size"),
-            "device": config.get("device"),
+            "device": f"{config.get('device')} (asked of lm-eval)" if config.get("device") else None,
             "num_fewshot": ", ".join(f"{task}:{n}" for task, n in sorted(shots.items())), "model_args": ",".join(f"{k}={v}" for k, v in args.items()),
             "lm_eval": run.results.get("lm_eval_version"), "date": (run.date[:10] + " " + run.date[11:19].replace("-", ":")) if run.date else None,
             "read_from": f"{run.file.parent.name}/{run.file.name}"}
