@@ -156,7 +156,8 @@ def test_include_path_is_added_unless_given_or_asking_for_help():
 
 def test_help_and_exit_status_are_lm_evals(capsys):
     assert main(["lm-eval", "--help"]) == 0
-    assert capsys.readouterr().out.startswith("usage: lm-eval")
+    first, _, rest = capsys.readouterr().out.partition("\n\n")
+    assert first.startswith("snnbench lm-eval: lm-eval's command line with model 'snnbench'") and rest.startswith("usage: lm-eval")
     assert main(["lm-eval", "run", "--help"]) == 0
     assert "--include_path" in capsys.readouterr().out
     assert main(["lm-eval", "--no-such-flag"]) == 2  # lm-eval's argparse error, its status

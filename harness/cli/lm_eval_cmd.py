@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     from tasks.fetch import use_data_dir
 
     use_data_dir()  # the task YAMLs' loader reads $SNNBENCH_DATA: resolved (and exported) as every snnbench command does
+    if any(a in HELP_FLAGS for a in args.args):  # lm-eval's help follows; say what snnbench adds to it
+        print("snnbench lm-eval: lm-eval's command line with model 'snnbench' (--model snnbench --model_args pretrained=...,mode=...) "
+              f"and snnbench's tasks (snnbench_*, --include_path {tasks_folder()}) registered; lm-eval's help follows.\n", flush=True)
     with argv(with_tasks(args.args, tasks_folder())):
         try:
             cli_evaluate()
