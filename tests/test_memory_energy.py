@@ -286,3 +286,13 @@ def test_the_report_shows_an_energy_analysis_folder(tmp_path):
     assert "Energy with memory traffic" in text and "SNN rate (int4)" in text and "verdict vs int4" in text
     assert "energy-mlp: mlp at 4 bits" in text and "| phase |" in text and "| decode |" in text
     assert (out / "plots" / "breakeven_energy-mlp.png").stat().st_size > 1000
+
+
+def test_the_report_shows_a_ranged_estimate_as_one_low_high_column():
+    from harness.report.build import ranges_in_one_column
+
+    table = pd.DataFrame({"tokens": [10], "estimated mJ/token, memory:x": [2.0], "estimated mJ/token, memory:x (energy, low end)": [1.0],
+                          "estimated mJ/token, memory:x (energy, high end)": [3.5], "estimated mJ/token, synops:y": [0.5]})
+    shown = ranges_in_one_column(table)
+    assert list(shown.columns) == ["tokens", "estimated mJ/token, memory:x (low-high)", "estimated mJ/token, synops:y"]
+    assert shown.iloc[0, 1] == "1-3.5"

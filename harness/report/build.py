@@ -150,6 +150,17 @@ def per_token_millijoules(table: pd.DataFrame, columns: list[str]) -> pd.DataFra
     return out.rename(columns={c: c.replace(" J,", " mJ/token,", 1) for c in columns})
 
 
+def ranges_in_one_column(table: pd.DataFrame) -> pd.DataFrame:
+    """For display: a ranged estimate's three columns (middle, low end, high end) as one "low-high" column."""
+    out = table.copy()
+    for low in [c for c in table.columns if c.endswith(" (energy, low end)")]:
+        base, high = low[: -len(" (energy, low end)")], low.replace("low end", "high end")
+        if base in out and high in out:
+            out[base] = [f"{lo:.4g}-{hi:.4g}" if pd.notna(lo) and pd.notna(hi) else "" for lo, hi in zip(out[low], out[high])]
+            out = out.drop(columns=[low, high]).rename(columns={base: f"{base} (low-high)"})
+    return out
+
+
 def _evaluation(results: Results, out: Path, blocks: list[Block], tables: dict[str, str]) -> None:
     metrics = results.metrics_frame()
     if metrics.empty:
@@ -181,9 +192,10 @@ def _evaluation(results: Results, out: Path, blocks: list[Block], tables: dict[s
         blocks.append(("table", readable_counts(table[keys + counted], [c for c in counted if c != "seconds"])))
         joules = [c for c in table.columns if c not in keys and c not in counted and c != "model"]
         blocks.append(("p", "Its energy per token, in millijoules. Measured joules come from a meter (raw, and above the idle power where it was measured), "
-                            "estimated joules from counted operations under a preset or from CodeCarbon's TDP fallback; each column names its kind and "
+                            "estimated joules from counted operations under a preset (arithmetic only, or with memory traffic as a low-high range) or from "
+                            "CodeCarbon's TDP fallback; each column names its kind and "
                             "source (totals in joules in tables/cost_by_task.csv)."))
-        blocks.append(("table", per_token_millijoules(table[keys + joules], joules)))
+        blocks.append(("table", ranges_in_one_column(per_token_millijoules(table[keys + joules], joules))))
         _write_table(out, "cost", cost.sort_values(["run", "model", "mode", "suite_task", "task", "kind", "source", "quantity"]).reset_index(drop=True), tables)
         _write_table(out, "cost_by_task", table, tables)
     energy = results.energy_frame()

@@ -59,7 +59,8 @@ def energy_per_mode(energy: pd.DataFrame, path: Path, machine: str) -> str | Non
     save(fig, path)
     return (
         "Energy per token by model and execution mode (and run, when several are reported). Solid bars are measured by a meter, hatched bars are "
-        f"estimated (counted synaptic operations x a named preset, or CodeCarbon's TDP fallback); they are never summed. "
+        f"estimated (counted synaptic operations x a named preset; memory:<preset> adds memory traffic and is drawn at the middle of its "
+        f"low-high range, given in the table; or CodeCarbon's TDP fallback); they are never summed. "
         f"Error bars: standard deviation over the tasks of one run. Machine: {machine}."
     )
 
