@@ -63,14 +63,16 @@ def spiking_vs_float(ctx: Context) -> list[Row]:
     for row in rows:
         row.notes[-1] = row.notes[-1].split("; max |")[0] + "; log-likelihoods differ by design (quantized model)"
     rows[0].notes.append(f"snn-fused model: {ctx._cache.get('spiking_calibration')}")
-    rows += [_generation_row(ctx, f"2d{batch}", batch, goal) for batch in ctx.sizes.gen_batches]
+    for letter, kind, counted in (("d", "generate", True), ("e", "generate", False), ("f", "generate_long", True), ("g", "generate_long", False)):
+        rows += [_generation_row(ctx, f"2{letter}{batch}", batch, goal, kind, counted) for batch in ctx.sizes.gen_batches]
     return rows
 
 
-def _generation_row(ctx: Context, row_id: str, batch_size: int, goal: Goal) -> Row:
-    """Greedy generation at ``batch_size``: generated tokens per second, op counters on (as ``snnbench eval`` runs)."""
-    reqs = ctx.requests()["generate"]
-    sides = {mode: ctx.counted_adapter(mode, batch_size) for mode in ("snn-fused", "ann")}
+def _generation_row(ctx: Context, row_id: str, batch_size: int, goal: Goal, kind: str = "generate", counted: bool = True) -> Row:
+    """Greedy generation at ``batch_size`` after short or long prompts (``kind``): generated tokens per second, op counters
+    on (as ``snnbench eval`` runs, ``counted``) or off."""
+    reqs = ctx.requests()[kind]
+    sides = {mode: ctx.counted_adapter(mode, batch_size, counted) for mode in ("snn-fused", "ann")}
     generated: dict[str, int] = {}
 
     def side(mode: str):
@@ -79,13 +81,18 @@ def _generation_row(ctx: Context, row_id: str, batch_size: int, goal: Goal) -> R
             generated[mode] = sum(len(lm.tok_encode(text)) for text in lm.generate_until(reqs, disable_tqdm=True))
         return timed(run)
 
-    t_snn, t_ann = paired_times(side("snn-fused"), side("ann"), ctx.repeats, warmup=False)  # long calls: no warm-up
+    try:
+        t_snn, t_ann = paired_times(side("snn-fused"), side("ann"), ctx.repeats, warmup=False)  # long calls: no warm-up
+    finally:
+        for lm in sides.values():  # the op counters stop here: a counter left active would count every later benchmark
+            lm.accounting.close()
     speeds = {mode: [max(1, generated[mode]) / t for t in times] for mode, times in (("snn-fused", t_snn), ("ann", t_ann))}
-    row = Row(row_id, f"adapter snn-fused vs ann, greedy generation at batch {batch_size}",
+    prompts = "long prompts" if kind == "generate_long" else "short prompts"
+    row = Row(row_id, f"adapter snn-fused vs ann, greedy generation at batch {batch_size}, {prompts}, counters {'on' if counted else 'off'}",
               Side("snn-fused", "tok/s", summarize(speeds["snn-fused"])), Side("ann", "tok/s", summarize(speeds["ann"])),
               summarize(paired_ratios(speeds["snn-fused"], speeds["ann"])), "speed", "speed ratio", goal)
-    prompt_tokens = ctx.request_tokens(sides["ann"], "generate")
+    prompt_tokens = ctx.request_tokens(sides["ann"], kind)
     row.notes.append(f"{len(reqs)} prompts, {prompt_tokens:,} prompt tokens, up to {ctx.sizes.gen_tokens} new tokens each "
-                     f"(generated: ann {generated['ann']}, snn-fused {generated['snn-fused']}), batch size {batch_size}, op counters on "
-                     "as in snnbench eval; tokens/s counts generated tokens (prefill included in the time)")
+                     f"(generated: ann {generated['ann']}, snn-fused {generated['snn-fused']}), batch size {batch_size}, op counters "
+                     f"{'on as in snnbench eval' if counted else 'off'}; tokens/s counts generated tokens (prefill included in the time)")
     return row

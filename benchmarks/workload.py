@@ -47,13 +47,15 @@ class Sizes:
     gen_words: int = 300
     gen_tokens: int = 16
     gen_batches: tuple[int, ...] = (1, 4, 8)
+    gen_long_prompts: int = 8  # greedy generation after long prompts (about 1,024 tokens each at full size)
+    gen_long_words: int = 930
 
 
 FULL = Sizes(arc_questions=4, arc_shots=25, docs=3, doc_words=1500, max_length=1024, mfu_lengths=(1024, 2048), peak_n=2048,
              op_tokens=64, op_min_seconds=0.5, train_batch=None, train_seq=None, neuron_T=127, neuron_N=16384)
 QUICK = Sizes(arc_questions=2, arc_shots=5, docs=2, doc_words=200, max_length=256, mfu_lengths=(128, 256), peak_n=256,
               op_tokens=8, op_min_seconds=0.02, train_batch=4, train_seq=32, neuron_T=31, neuron_N=1024,
-              zero_shot_questions=4, gen_prompts=4, gen_words=30, gen_tokens=4, gen_batches=(1, 4))
+              zero_shot_questions=4, gen_prompts=4, gen_words=30, gen_tokens=4, gen_batches=(1, 4), gen_long_prompts=4, gen_long_words=120)
 
 WORDS = (
     "the of and to in is was that for on with as by at from his her they were which this have had are one their not but "
@@ -182,6 +184,9 @@ class Context:
                 "arc0": instances("loglikelihood", arc_like_requests(s.zero_shot_questions, 0, self.seed + 2), "bench_arc_zero_shot"),
                 "generate": instances("generate_until", [(d, {"until": ["\n\n\n\n"], "max_gen_toks": s.gen_tokens, "do_sample": False})
                                                          for d in documents(s.gen_prompts, s.gen_words, self.seed + 3)], "bench_generate"),
+                "generate_long": instances("generate_until", [(d, {"until": ["\n\n\n\n"], "max_gen_toks": s.gen_tokens, "do_sample": False})
+                                                              for d in documents(s.gen_long_prompts, s.gen_long_words, self.seed + 4)],
+                                           "bench_generate_long"),
             }
         return self._cache["requests"]
 
@@ -207,12 +212,13 @@ class Context:
             self._cache[key] = SNNBenchLM(model=loaded, batch_size=self.batch_size, max_length=self.sizes.max_length, device="cpu")
         return self._cache[key]
 
-    def counted_adapter(self, mode: str, batch_size: int) -> SNNBenchLM:
-        """The ``mode`` model (the same weights as ``adapter(mode)``) at ``batch_size``, its op counters on as in ``snnbench eval``."""
+    def counted_adapter(self, mode: str, batch_size: int, counted: bool = True) -> SNNBenchLM:
+        """The ``mode`` model (the same weights as ``adapter(mode)``) at ``batch_size``, its op counters on as in ``snnbench eval``
+        (``counted``) or off."""
         self.adapter(mode)
         loaded = self._cache[f"loaded_{mode}"]
         return SNNBenchLM(model=loaded, batch_size=batch_size, max_length=self.sizes.max_length, device="cpu",
-                          accounting=Accounting(loaded.model, meters=[], count_ops=True))
+                          accounting=Accounting(loaded.model, meters=[], count_ops=counted))
 
     def hflm(self):
         if "hflm" not in self._cache:

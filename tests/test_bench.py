@@ -139,3 +139,22 @@ def test_quick_falls_back_to_a_tiny_model_and_says_so(tmp_path, monkeypatch):
     assert rows["5a"]["met"] == "n/a (tiny model)" and "not SmolLM2" in rows["5a"]["benchmark"]
     assert rows["7a"]["reference"]["stats"] is None and rows["7a"]["ratio"] is None
     assert "spikingjelly not importable (test)" in (out / "bench.md").read_text()
+
+
+def test_benchmark_2_times_every_request_shape_with_and_without_counters(tmp_path, monkeypatch):
+    """snn-fused beside ann: 25-shot, rolling, 0-shot, and greedy generation after short and long prompts at each batch size,
+    op counters on (as snnbench eval runs) and off."""
+    monkeypatch.setenv("SNNBENCH_DATA", str(tmp_path / "no-data"))
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--only", "2", "--repeats", "1", "--out", str(out)]) == 0
+    rows = {row["id"]: row for row in json.loads((out / "bench.json").read_text())["rows"]}
+    assert list(rows) == ["2a", "2b", "2c", *(f"2{x}{b}" for x in "defg" for b in (1, 4))]
+    for x, prompts, counters in (("d", "short", "on"), ("e", "short", "off"), ("f", "long", "on"), ("g", "long", "off")):
+        assert f"{prompts} prompts, counters {counters}" in rows[f"2{x}4"]["benchmark"]
+        assert f"op counters {'on as in snnbench eval' if counters == 'on' else 'off'}" in rows[f"2{x}4"]["notes"][0]
+    long_tokens, short_tokens = (int(rows[r]["notes"][0].split(" prompts, ")[1].split(" prompt tokens")[0].replace(",", "")) for r in ("2f1", "2d1"))
+    assert long_tokens > 2 * short_tokens  # the long prompts are long
+    assert all(row["ratio"]["n"] == 1 for row in rows.values())
+    from models.spiking import counters
+
+    assert not counters.counting()  # every row's op counters stopped with it: none counts the next benchmark
