@@ -65,3 +65,12 @@ def best_finetuned(identity: dict[str, str], bits: int, root: Path = TRAIN_ROOT)
     """The finished fine-tuning of that model at ``bits`` with the lowest KL to the float model, or None."""
     runs = [run for run in finetuned_runs(identity, root) if run.bits == bits]
     return min(runs, key=lambda run: run.valid_kl, default=None)
+
+
+def check_started_from(checkpoint: Path | str, config: dict[str, Any], identity: dict[str, str], model: str, flag: str = "--snn-from") -> None:
+    """The fine-tuned ``checkpoint`` (its ``config``) names the float model ``identity`` as where its training started;
+    a one-line error naming both otherwise (the spiking side of a comparison must be that model's fine-tuning)."""
+    init = config.get("training", {}).get("identity", {}).get("init", {})
+    if init.get("sha256") != identity["sha256"]:
+        raise ValueError(f"{flag} {checkpoint}: was not fine-tuned from --model {model} "
+                         f"(it started from {init.get('name', 'no recorded model')}); give a fine-tuning of {model}")

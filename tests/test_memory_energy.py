@@ -22,7 +22,8 @@ from harness.energy.memory import (
     precision,
     sram_price,
 )
-from harness.experiments.energy_analysis import Counted, price_variants
+from harness.energy.counting import Counted
+from harness.experiments.energy_analysis import price_variants
 from models.spiking import OpCounter
 from models.spiking.counters import OpStats
 from models.spiking.quant import QuantSpec

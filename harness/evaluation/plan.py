@@ -30,7 +30,7 @@ from ..devices import check_device
 from ..energy import EnergyMeter, EnergyPreset, select_meters
 from ..energy.synops import select_presets
 from ..runs import read_json
-from ..finetuned import TRAIN_ROOT, best_finetuned
+from ..finetuned import TRAIN_ROOT, best_finetuned, check_started_from
 from .identity import check_run_id, default_run_id, eval_settings, model_identity
 from .options import CALIBRATION, EvalOptions
 from .suites import SuiteTask, resolve_suite
@@ -240,8 +240,5 @@ def snn_source(options: EvalOptions, loaded: LoadedModel, identity: dict[str, st
     source = load_model(str(path))
     if source.model.mode == "ann":
         raise ValueError(f"--snn-from {path}: a float model; give the checkpoint of a snnbench train --init run (mode qat)")
-    init = read_config(Path(source.source)).get("training", {}).get("identity", {}).get("init", {}) if Path(source.source).is_dir() else {}
-    if init.get("sha256") != identity["sha256"]:
-        raise ValueError(f"--snn-from {path}: was not fine-tuned from --model {options.model} "
-                         f"(it started from {init.get('name', 'no recorded model')}); give a fine-tuning of {options.model}")
+    check_started_from(path, read_config(Path(source.source)) if Path(source.source).is_dir() else {}, identity, options.model)
     return source, f"spiking modes: the fine-tuned checkpoint {path} ({source.model.spiking.bits} bits, T={source.model.spiking.T}), not a calibrated conversion"

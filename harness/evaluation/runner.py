@@ -42,6 +42,8 @@ from models.calibrate import corpus_batches
 from models.convert import in_mode
 from tasks.files import FolderLock, atomic_write_json, atomic_write_text, dumps_strict
 
+from ..energy.counting import cache_elements
+from ..energy.memory import Variant, load_memory_presets, precision
 from ..paired.runs import headlines, write_paired
 from ..runs import git_commit, machine_info, read_json, versions
 from .accounting import Accounting
@@ -88,9 +90,6 @@ def gather(lm: SNNBenchLM, value: Any) -> list[Any]:
 def memory_pricing(model: torch.nn.Module, context: int | None) -> MemoryPricing:
     """The memory-aware estimate of a mode: ``ann`` at its float format, ``qat`` as a b-bit integer ANN, the spiking modes as an SNN
     with b-bit weights and activations in the model's spike coding; every built-in memory preset."""
-    from ..energy.memory import Variant, load_memory_presets, precision
-    from ..experiments.energy_analysis import cache_elements
-
     spiking = model.spiking
     dtype = next(model.parameters()).dtype
     if spiking.mode == "ann":

@@ -33,7 +33,6 @@ from models.calibrate import calibration_batches
 from models.convert import convert, swap_mode, with_coding
 from models.load import LoadedModel, load_checkpoint, load_model
 from models.spiking.checks import CODINGS, check_bits, coding_steps, max_level
-from models.spiking.counters import OpCounter, OpStats
 from tasks.builders.tokenizers import check_corpus
 from tasks.corpus import text_ids
 from tasks.fetch import use_data_dir
@@ -41,10 +40,11 @@ from tasks.files import atomic_write_json, atomic_write_text, check_writable
 
 from ..devices import check_device
 from ..energy import first_sequences
+from ..energy.counting import Counted, cache_elements, count_model
 from ..energy.breakeven import linear, verdict
 from ..energy.memory import MemoryEstimate, MemoryPreset, Variant, load_memory_presets, memory_estimate, precision
 from ..evaluation.identity import model_identity, open_run
-from ..finetuned import best_finetuned
+from ..finetuned import best_finetuned, check_started_from
 from ..report.render import to_markdown
 from ..runs import read_json
 
@@ -98,53 +98,6 @@ def plan_energy(args) -> EnergyPlan:
     out = check_writable(args.out or f"results/energy/{Path(args.model).name}-b{bits}", "--out")
     return EnergyPlan(args.model, bits, codings, tuple(known[n] for n in presets), args.snn_from, args.count_data, args.window,
                       args.counted_windows, args.calibration_data, args.calibration_tokens, args.granularity, out, device)
-
-
-@dataclass(frozen=True)
-class Counted:
-    """Per-module counts of ``tokens`` tokens, as ``OpCounter.totals`` gives them."""
-
-    per_module: dict[str, OpStats]
-    tokens: int
-
-    def total(self) -> OpStats:
-        return sum(self.per_module.values(), OpStats())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"tokens": self.tokens, "per_module": {k: v.as_dict() for k, v in self.per_module.items()}}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Counted":
-        names = OpStats.__dataclass_fields__
-        return cls({k: OpStats(**{f: int(x) for f, x in v.items() if f in names}) for k, v in d["per_module"].items()}, int(d["tokens"]))
-
-
-def count_model(model: nn.Module, batch: torch.Tensor, phase: str = "prefill") -> Counted:
-    """Per-module counts of ``model`` (no gradients) on ``batch``: ``prefill``, every token of every row at once; ``decode``,
-    the last token of each row generated after the others were prefilled uncounted (its key/value cache read)."""
-    batch = batch.to(next(model.parameters()).device)
-    with torch.no_grad():
-        if phase == "prefill":
-            with OpCounter(model) as counter:
-                model(batch)
-            return Counted(dict(counter.totals), batch.numel())
-        _, cache = model(batch[:, :-1], use_cache=True)
-        with OpCounter(model) as counter:
-            model(batch[:, -1:], cache=cache, use_cache=True)
-        return Counted(dict(counter.totals), batch.shape[0])
-
-
-def cache_elements(model: nn.Module, context: int) -> int:
-    """Keys and values one sequence of ``context`` tokens keeps (layers x 2 x kv heads x head dim x context); 0 if unknown."""
-    config = getattr(model, "config", None)
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
-    if not (layers and heads and hidden):
-        return 0
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    return layers * 2 * kv_heads * head_dim * context
 
 
 def settings(plan: EnergyPlan, identity: dict[str, str], snn: dict[str, Any]) -> dict[str, Any]:
@@ -219,19 +172,14 @@ def _snn_checkpoint(plan: EnergyPlan, identity: dict[str, str]) -> Path | None:
     if plan.snn_from == "auto":
         best = best_finetuned(identity, plan.bits)
         return best.checkpoint if best is not None else None
-    init = check_snn_from(Path(plan.snn_from), plan.bits).get("training", {}).get("identity", {}).get("init", {})
-    if init.get("sha256") != identity["sha256"]:
-        raise ValueError(f"--snn-from {plan.snn_from}: was not fine-tuned from --model {plan.model} "
-                         f"(it started from {init.get('name', 'no recorded model')}); give a fine-tuning of {plan.model}")
+    check_started_from(plan.snn_from, check_snn_from(Path(plan.snn_from), plan.bits), identity, plan.model)
     return Path(plan.snn_from)
 
 
 def _snn(plan: EnergyPlan, loaded: LoadedModel, checkpoint: Path | None) -> nn.Module:
     """The SNN at ``plan.bits``: the fine-tuned checkpoint swapped to snn-fused, or a calibrated conversion."""
     if checkpoint is not None:
-        model = load_checkpoint(checkpoint).model.to(plan.device)
-        if model.spiking.bits != plan.bits:
-            raise ValueError(f"--snn-from {checkpoint}: a {model.spiking.bits}-bit model, not {plan.bits} bits; pass --bits {model.spiking.bits}")
+        model = load_checkpoint(checkpoint).model.to(plan.device)  # its bits checked: check_snn_from, best_finetuned
         return swap_mode(model, model.spiking.with_mode("snn-fused"))
     calibration_ids = text_ids(loaded.tokenizer, plan.calibration_data, "train", plan.calibration_tokens)
     spiking = SpikingConfig(bits=plan.bits, linear_granularity=plan.granularity, norm_granularity=plan.granularity)

@@ -43,6 +43,7 @@ from tasks.files import atomic_write_json, atomic_write_text, check_writable
 
 from ..devices import check_device
 from ..energy import EnergyPreset, estimate, first_sequences
+from ..energy.counting import cache_elements, count_model
 from ..energy.synops import select_presets
 from ..energy.memory import MemoryPreset, Variant, load_memory_presets, memory_estimate, precision
 from ..evaluation.identity import model_identity, open_run
@@ -161,8 +162,6 @@ class Measure:
         self.counted = first_sequences(first, plan.window, plan.counted_windows)
 
     def __call__(self, model, label: str, bits: int | None) -> dict[str, Any]:
-        from .energy_analysis import count_model
-
         row: dict[str, Any] = {}
         for name, ids in self.texts.items():
             result = token_perplexity(model, ids, context_window=self.plan.window, desc=f"{label} {name}")
@@ -216,8 +215,6 @@ def run_frontier(plan: FrontierPlan, say: Callable[[str], None], data_dir: str |
 
 
 def _rows(plan: FrontierPlan, loaded: LoadedModel, finetuned: dict[int, FineTuned], say: Callable[[str], None]) -> list[dict[str, Any]]:
-    from .energy_analysis import cache_elements
-
     parameters = sum(p.numel() for p in loaded.model.parameters())
     measure = Measure(plan, loaded.tokenizer, parameters, cache_elements(loaded.model, plan.window))
     calibration_ids = text_ids(loaded.tokenizer, plan.calibration_data, "train", plan.calibration_tokens)
