@@ -94,7 +94,8 @@ def test_padding_never_changes_the_recurrent_state(arch):
         for left in ([], [0]):
             _, cache = model(*padded([seq, other], left), use_cache=True)
             for mine, ref in zip(cache_tensors(cache), cache_tensors(alone), strict=True):
-                assert (mine[:1] - ref).abs().max() < 1e-6
+                # float rounding only (batched reductions round differently on some CPUs): a few ulps of the state
+                torch.testing.assert_close(mine[:1], ref, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -102,6 +103,8 @@ def test_padding_never_changes_the_recurrent_state(arch):
 def test_cache_continuation_equals_recomputing(arch, mode):
     """Calls start and end anywhere (inside TTT's mini-batches, Mamba's chunks), one token at a time or several."""
     model = same_weights(tiny_model(arch), mode)
+    if mode != "ann":  # a float32 GEMM may round 3 rows and 14 differently (seen on AMD EPYC), and a spike count then flips
+        model = model.double()
     ids = ids_of(model, 2, 14)
     with torch.no_grad():
         full, _ = model(ids)
