@@ -16,6 +16,7 @@ import torch
 from harness.allocator import tune_allocator
 from harness.runs import git_commit, machine_info, versions
 from models.load import LoadedModel, load_model
+from models.spiking import kernels
 from tasks.files import atomic_write_json, atomic_write_text
 
 from .flops import model_flop_utilization
@@ -160,6 +161,7 @@ def run_bench(options: dict[str, Any]) -> int:
         "seconds": time.perf_counter() - started,
         "noise": "ratios are per repeat with the two sides interleaved; figures on a shared machine are noisy",
         "allocator": "glibc malloc without mmap, freed blocks kept (harness/allocator.py), both sides alike" if tune_allocator() else "system default",
+        "kernels": kernels.chosen() or "the snn-fused coding kernels were not used",
         "rows": [r.as_dict() for r in rows],
         "errors": errors,
         "notes": ctx.notes + [f"benchmark {e['benchmark']} failed: {e['error']}" for e in errors],

@@ -60,8 +60,8 @@ class Row:
 
 
 def _fmt_value(value: float, unit: str) -> str:
-    if unit == "tok/s":
-        return f"{value:,.0f}"
+    if unit == "tok/s":  # generation runs at a few tokens per second: three significant digits there
+        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
     if unit in ("ms/call", "ms/step", "ms"):
         return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
     if unit == "GFLOP/s":
@@ -122,6 +122,7 @@ def render_markdown(report: dict[str, Any], rows: Sequence[Row]) -> str:
         f"torch {report['versions'].get('torch')}, lm_eval {report['versions'].get('lm_eval')}, "
         f"transformers {report['versions'].get('transformers')}, spikingjelly {report['versions'].get('spikingjelly')}; "
         f"commit {report.get('git_commit')}; allocator: {report.get('allocator', 'system default')}",
+        *(f"{kind} kernels: {line}" for kind, line in (report.get("kernels") or {}).items() if isinstance(report.get("kernels"), dict)),
         "",
         markdown_table(rows),
     ]

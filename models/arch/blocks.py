@@ -18,7 +18,10 @@ from torch import nn
 
 from models.spiking import counters, observe
 from models.spiking.checks import coding_steps
-from models.spiking.products import CodedTally
+from models.spiking.fast import append_along
+from models.spiking.gated import staircase_product
+from models.spiking.products import SNNMultiply
+from models.spiking.tally import CodedTally
 
 from .operators import Operators
 
@@ -32,20 +35,19 @@ class CodedKeysValues(NamedTuple):
     key_scales: torch.Tensor  # (batch, kv heads, 1, tokens)
     values: torch.Tensor  # counts of v, (batch, kv heads, tokens, head dim)
     value_scales: torch.Tensor  # (batch, kv heads, tokens, 1)
-    key_tally: CodedTally
-    value_tally: CodedTally
+    key_tally: CodedTally | None  # None: coded while nothing was counting (the counters then take a pass over the codes)
+    value_tally: CodedTally | None
 
     def extend(self, new: "CodedKeysValues") -> "CodedKeysValues":
         """These codes followed by ``new``'s (the tokens just appended)."""
-        codes = (torch.cat([old, add], dim=dim) for old, add, dim in zip(self[:4], new[:4], (-1, -1, -2, -2)))
-        return CodedKeysValues(*codes, self.key_tally.extend(new.key_tally), self.value_tally.extend(new.value_tally))
+        codes = (append_along(old, add, dim) for old, add, dim in zip(self[:4], new[:4], (-1, -1, -2, -2)))
+        tallies = (None if mine is None or theirs is None else mine.extend(theirs)
+                   for mine, theirs in ((self.key_tally, new.key_tally), (self.value_tally, new.value_tally)))
+        return CodedKeysValues(*codes, *tallies)
 
     def expand(self, batch: int) -> "CodedKeysValues":
-        return CodedKeysValues(*(x.expand(batch, *x.shape[1:]) for x in self[:4]), self.key_tally.expand(batch), self.value_tally.expand(batch))
-
-    def repeat_heads(self, groups: int) -> tuple[torch.Tensor, ...]:
-        """The four code tensors, each kv head's once per query head of its group (grouped-query attention)."""
-        return tuple(self[:4]) if groups == 1 else tuple(x.repeat_interleave(groups, dim=1) for x in self[:4])
+        tallies = (None if t is None else t.expand(batch) for t in (self.key_tally, self.value_tally))
+        return CodedKeysValues(*(x.expand(batch, *x.shape[1:]) for x in self[:4]), *tallies)
 
 
 @dataclass
@@ -90,6 +92,44 @@ def causal_mask(now: torch.Tensor, cache: KVCache | None) -> CausalMask:
     return CausalMask(full, positions, mask, (key_index[None, :] == query_index[:, None])[None, None])
 
 
+def grouped_mask(mask: torch.Tensor, groups: int) -> torch.Tensor:
+    """A mask (B, 1, M, N) for the rows of ``groups`` query heads in one (B, 1, groups x M, N) block (grouped-query
+    attention without a repeated cache: ``SoftmaxAttention.attend_coded``)."""
+    if groups == 1:
+        return mask
+    return mask.unsqueeze(2).expand(mask.shape[0], 1, groups, *mask.shape[2:]).reshape(mask.shape[0], 1, groups * mask.shape[2], mask.shape[-1])
+
+
+BLOCK_ELEMENTS = 2**22  # entries of a (rows x keys) block of snn-fused attention: 16 MB in float32, within a CPU's caches
+_ALLOWED: list = []  # (mask, (shape, version), count) of the last call: every layer of a forward asks for one mask's count
+
+
+def allowed_pairs(mask: torch.Tensor) -> int:
+    """How many (query, key) pairs ``mask`` allows (its True entries), counted once per forward: kept while the same
+    mask tensor, unmodified, comes back (every layer asks; the mask is held, so it is never another one)."""
+    base = mask._base if mask._base is not None else mask
+    key = (tuple(mask.shape), tuple(mask.stride()), mask.storage_offset(), base._version)
+    if _ALLOWED and _ALLOWED[0] is base and _ALLOWED[1] == key:
+        return _ALLOWED[2]
+    count = int(mask.sum())
+    _ALLOWED[:] = [base, key, count]
+    return count
+
+
+_MASK_BIAS: list = []  # (mask, groups, bias) of the last call: every layer of a forward shares one mask
+
+
+def grouped_mask_bias(mask: torch.Tensor, groups: int) -> torch.Tensor:
+    """``grouped_mask`` as an additive bias, 0 where a key may be seen and -inf where not (``kernels.scaled_scores``),
+    made once per forward: kept while the same mask tensor, unmodified, comes back (it is held, so never reused)."""
+    if _MASK_BIAS and _MASK_BIAS[0] is mask and _MASK_BIAS[1] == (groups, mask._version):
+        return _MASK_BIAS[2]
+    grouped = grouped_mask(mask, groups)
+    bias = torch.zeros(grouped.shape, device=mask.device).masked_fill_(~grouped, float("-inf"))
+    _MASK_BIAS[:] = [mask, (groups, mask._version), bias]
+    return bias
+
+
 class SoftmaxAttention(nn.Module):
     """Base of the softmax attention blocks: ``attend`` from the factory's ``scores``, ``softmax`` and
     ``weighted_values`` operators. ``fused_kernel``: float attention may run as one
@@ -115,13 +155,14 @@ class SoftmaxAttention(nn.Module):
         start = past.keys.shape[-1] if past is not None else 0
         n_k, s_k = self.scores.code_b(k[:, :, start:].transpose(-1, -2))
         n_v, s_v = self.weighted_values.code_values(v[:, :, start:])
-        new = CodedKeysValues(n_k, s_k, n_v, s_v, CodedTally.of_keys(n_k, self.scores.qb.T), CodedTally.of_values(n_v, self.weighted_values.values.T))
+        tallies = (CodedTally.of_keys(n_k, self.scores.qb.T), CodedTally.of_values(n_v, self.weighted_values.values.T)) if counters.counting() else (None, None)
+        new = CodedKeysValues(n_k, s_k, n_v, s_v, *tallies)
         return past.extend(new) if past is not None else new
 
     def record_cache_reads(self, kv_heads: int, head_dim: int, mask: torch.Tensor, steps: int = 1) -> None:
         """The keys and values read from the cache (``counters.py``): for every (query, key) pair the mask allows, one key
         and one value row of each kv head (a group of query heads shares it); ``steps`` times if read per time step."""
-        cached = 2 * kv_heads * head_dim * int(mask.sum())
+        cached = 2 * kv_heads * head_dim * allowed_pairs(mask)
         counters.record(self, cache_reads=cached, step_reads=steps * cached)
 
     def _cache_steps(self) -> int:
@@ -133,9 +174,44 @@ class SoftmaxAttention(nn.Module):
         """``attend`` with keys and values given as their codes: the same output and counts, no re-coding of the cache."""
         if counters.counting():
             self.record_cache_reads(codes.keys.shape[1], codes.keys.shape[2], mask.expand(q.shape[0], 1, *mask.shape[2:]), self._cache_steps())
-        n_k, s_k, n_v, s_v = codes.repeat_heads(q.shape[1] // codes.keys.shape[1])
-        probs = self.softmax(self.scores.forward_coded(q * self.scaling, n_k, s_k, codes.key_tally), mask=mask)
-        return self.weighted_values.forward_coded(probs, n_v, s_v, codes.value_tally)
+        B, H, M, D = q.shape
+        kv_heads = codes.keys.shape[1]
+        groups = H // kv_heads
+        # grouped-query heads without repeating the cache: the rows of a kv head's query heads in one product
+        # (heads of a group are adjacent); every row is coded and scored as the repeated form would, so the bits agree
+        q = q.reshape(B, kv_heads, groups * M, D)
+        if getattr(self.softmax, "mode", None) == "snn-fused" and self.softmax.input_quant is None:  # scores masked as they are scaled
+            out = self._attend_coded_blocks(q * self.scaling, codes, grouped_mask_bias(mask, groups), groups)
+            return out.reshape(B, H, M, out.shape[-1])
+        scores = self.scores.forward_coded(q * self.scaling, codes.keys, codes.key_scales, codes.key_tally, b_heads=groups)
+        probs = self.softmax(scores, mask=grouped_mask(mask, groups))
+        out = self.weighted_values.forward_coded(probs, codes.values, codes.value_scales, codes.value_tally, v_heads=groups)
+        return out.reshape(B, H, M, out.shape[-1])
+
+    def _attend_coded_blocks(self, q: torch.Tensor, codes: CodedKeysValues, bias: torch.Tensor, groups: int) -> torch.Tensor:
+        """Scores, softmax and P . V of the snn-fused operators for blocks of query rows (q scaled, (B, kv heads, rows, D)),
+        so that no (rows x keys) intermediate outgrows the caches (``BLOCK_ELEMENTS``): every row is computed as in one
+        block, and the counts of the three operators are recorded once, from the blocks' summed tallies."""
+        rows, keys = q.shape[2], codes.keys.shape[-1]
+        step = max(1, BLOCK_ELEMENTS // max(1, q.shape[0] * q.shape[1] * keys))
+        outs, score_tallies, value_tallies = [], (0, 0), (0, 0)
+        blocks = 0
+        for start in range(0, rows, step):
+            part = slice(start, min(start + step, rows))
+            scores, tallies = self.scores.coded_block(q[:, :, part], codes.keys, codes.key_scales, codes.key_tally, mask_bias=bias[:, :, part])
+            probs = self.softmax.forward_masked(scores, record=False)
+            out, more = self.weighted_values.coded_block(probs, codes.values, codes.value_scales, codes.value_tally)
+            outs.append(out)
+            blocks += 1
+            if tallies is not None:
+                score_tallies = (score_tallies[0] + tallies[0], score_tallies[1] + tallies[1])
+                value_tallies = (value_tallies[0] + more[0], value_tallies[1] + more[1])
+        if counters.counting():
+            whole = q.new_empty(()).expand(*q.shape[:3], keys)  # the shape of the call's scores and probabilities
+            self.scores.record_coded(q, codes.keys, codes.key_tally, score_tallies, blocks, b_heads=groups)
+            self.softmax._record_counts(whole, evaluations=1)
+            self.weighted_values.record_coded(whole, codes.values, codes.value_tally, value_tallies, blocks, v_heads=groups)
+        return outs[0] if blocks == 1 else torch.cat(outs, dim=2)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, causal_only: bool = False) -> torch.Tensor:
         """softmax(q k^T / sqrt(d), masked) v: q (B, H, M, D) unscaled, k and v (B, H_kv, N, D) (grouped-query heads),
@@ -182,7 +258,9 @@ class SwiGLU(nn.Module):
         self.multiply = ops.multiply()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.multiply(self.act(self.gate_proj(x)), self.up_proj(x)))
+        gate, up = self.gate_proj(x), self.up_proj(x)
+        fused = staircase_product(self.act, self.multiply, gate, up) if isinstance(self.multiply, SNNMultiply) else None
+        return self.down_proj(fused if fused is not None else self.multiply(self.act(gate), up))
 
 
 def mlp_residual(block: nn.Module, x: torch.Tensor, mixed: torch.Tensor, norm: nn.Module, mlp: nn.Module) -> torch.Tensor:

@@ -28,7 +28,7 @@ import models.spiking.counters as counters
 import models.spiking.observe as observe
 
 from .checks import OPERATOR_MODES, check_finite, check_mode, coding_steps
-from .encode import SpikeCoding, spike_code
+from .encode import SpikeCoding, fused_code, spike_code
 from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer
 
@@ -59,11 +59,23 @@ class DifferentialOp(SpikeCoding, nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         check_finite(x, "x")
+        self.check_shape(x)
+
+    def check_shape(self, x: torch.Tensor) -> None:
+        """The input's shape fits the operator (a one-line ValueError otherwise)."""
 
     def forward(self, x: torch.Tensor, on_step: StepListener | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``mask`` (softmax only): False where an input must be ignored (e.g. future tokens)."""
-        self.check_input(x)
         q = self.input_quant
+        if q is not None and self.mode == "snn-fused":
+            self.check_shape(x)
+            fused = fused_code(self.neuron, q, x, q.T, dequantize=True)  # one pass, finite x checked on the way (``kernels.py``)
+            if fused is not None:
+                out = self.fn(fused.n, mask)  # n s
+                steps = coding_steps(self.neuron.coding, q.T)
+                self._record_counts(x, evaluations=steps, spikes=fused.spikes, neuron_steps=steps * x.numel())
+                return out
+        self.check_input(x)
         if q is None:
             if self.mode == "snn":
                 return self.integrate([x], on_step, mask=mask)

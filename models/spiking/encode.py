@@ -10,16 +10,20 @@ It also feeds the encoding observers (conversion audit). ``SpikeEncoder`` is the
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 import models.spiking.counters as counters
 import models.spiking.observe as observe
 
+import models.spiking.kernels as kernels
 from .checks import OPERATOR_MODES, check_finite, check_mode, coding_steps
-from .fast import coded_counts, coded_spikes
+from .fast import coded_counts, coded_spikes, counts_are_quantized
 from .neuron import EIIFNeuron
-from .quant import QuantSpec, Quantizer, _RoundSTE
+from .quant import MIN_FACTOR, QuantSpec, Quantizer, _RoundSTE
 
 
 class SpikeCoding:
@@ -66,6 +70,86 @@ def spike_code(
     if observe.observing():
         observe.encoded(module, v, n, time_steps, scale)
     return n, fired
+
+
+class FusedCode(NamedTuple):
+    """``fused_code``'s result: the counts, the two parts of the scale (x ~= token static n) and the spikes."""
+
+    n: torch.Tensor
+    token: torch.Tensor
+    static: torch.Tensor | None
+    spikes: int
+
+
+FLOAT32_EXACT = 2**24
+
+
+@lru_cache(maxsize=64)
+def steps_tensor(steps: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """T as a 0-d tensor, the divisor of a per-token scale in the kernels (a tensor, so no compiler turns the
+    division into a multiplication by 1/T), kept per (T, dtype, device)."""
+    return torch.tensor(float(steps), dtype=dtype, device=device)
+
+
+class _SharedCode:
+    """The last ``fused_code(..., shared=True)``: layers that read one input with equal quantizers (a Llama's q, k and
+    v projections, calibrated on the same activations; gate and up) get one coding. Holds its input, so the key
+    (the tensor itself, its version, the settings, the factor's and clip's values) cannot match another tensor."""
+
+    entry: tuple | None = None
+
+    @classmethod
+    def find(cls, key: tuple, factor: torch.Tensor | None, clip: torch.Tensor) -> tuple | None:
+        if cls.entry is None:
+            return None
+        (x, *rest), (old_factor, old_clip), result = cls.entry
+        if x is not key[0] or tuple(rest) != key[1:] or (old_factor is None) != (factor is None):
+            return None
+        if not torch.equal(old_clip, clip) or (factor is not None and not torch.equal(old_factor, factor)):
+            return None
+        return result
+
+
+def fused_code(
+    neuron: EIIFNeuron, quant: Quantizer, x: torch.Tensor, time_steps: int,
+    mult: torch.Tensor | None = None, tally: bool = True, shared: bool = False, dequantize: bool = False,
+) -> FusedCode | None:
+    """``snn-fused`` coding of x' = x * mult (mult None: x) with a per-token quantizer in one fused pass
+    (``kernels.token_counts``): the counts ``spike_code(module, neuron, x', quant.scale_for(x'), T, "snn-fused")``
+    gives, bit for bit, with the spikes when counting (``tally``). None where the chain does not apply (a static
+    scale, a neuron whose counts are not the quantizer's, the conversion audit observing, a non-finite x'): the
+    caller then codes op by op, which raises the reference's error for a non-finite input. ``shared``: the caller
+    does not write into the result, which may then serve the next caller of the same input and settings.
+    ``dequantize``: the result's ``n`` is n times the scale (token x static), the value the counts stand for."""
+    if observe.observing() or not quant.spec.dynamic or not x.is_floating_point():
+        return None
+    if not counts_are_quantized(neuron, x.dtype, time_steps):
+        return None
+    factor = None
+    if quant.spec.granularity == "smoothed":
+        quant._check_calibrated(x)
+        factor = quant.factor.detach().abs().clamp_min(MIN_FACTOR).to(x.dtype)
+    clip = quant.clip_value().detach().to(x.dtype)
+    counting = counters.counting() and tally
+    rate_rows = counting and neuron.coding == "rate" and x.shape[quant.dim] * time_steps < FLOAT32_EXACT
+    key = (x, x._version, mult is None, time_steps, quant.T, quant.dim, neuron.coding, rate_rows, dequantize)
+    found = _SharedCode.find(key, factor, clip) if shared and mult is None else None
+    if found is None:
+        with torch.no_grad():
+            found = kernels.backend(x.device).chains["token_counts"](
+                x.detach(), mult, factor, clip, steps_tensor(quant.T, x.dtype, x.device), time_steps, quant.dim, rate_rows, dequantize,
+            )
+        if shared and mult is None:
+            _SharedCode.entry = (key, (factor, clip), found)
+    n, token, vmax, rows = found
+    if not bool(torch.isfinite(vmax).all()):
+        return None
+    fired = 0
+    if counting:
+        if rows is None and dequantize:
+            return None  # the spikes of another coding need the counts themselves
+        fired = int(rows.sum(dtype=torch.float64)) if rows is not None else coded_spikes(n, neuron.coding, time_steps)
+    return FusedCode(n, token, factor, fired)
 
 
 class SpikeEncoder(SpikeCoding, nn.Module):

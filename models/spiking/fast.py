@@ -48,6 +48,32 @@ def remembered(owner: object, slot: str, sources: Iterable[torch.Tensor], comput
     return cached[1]
 
 
+def append_along(old: torch.Tensor, new: torch.Tensor, dim: int) -> torch.Tensor:
+    """``torch.cat([old, new], dim)`` for a cache that grows by a few tokens per decode step, in amortized O(new):
+    a result is a view of a buffer with room to spare, and the next append writes into that room when ``old`` is the
+    buffer's latest view (else, e.g. a second continuation of one cache, it copies as cat does). Earlier views never
+    see later writes: those land past their end."""
+    dim = dim % old.dim()
+    grown = getattr(old, "_append_buffer", None)
+    size, extra = old.shape[dim], new.shape[dim]
+    if grown is not None:
+        buffer, tip = grown
+        if tip[0] == size and size + extra <= buffer.shape[dim] and old.dtype == new.dtype and new.shape[:dim] == old.shape[:dim]:
+            buffer.narrow(dim, size, extra).copy_(new)
+            tip[0] = size + extra
+            out = buffer.narrow(dim, 0, size + extra)
+            out._append_buffer = (buffer, tip)
+            return out
+    shape = list(old.shape)
+    shape[dim] = 2 * (size + extra) + 16
+    buffer = old.new_empty(torch.Size(shape), dtype=torch.promote_types(old.dtype, new.dtype))
+    buffer.narrow(dim, 0, size).copy_(old)
+    buffer.narrow(dim, size, extra).copy_(new)
+    out = buffer.narrow(dim, 0, size + extra)
+    out._append_buffer = (buffer, [size + extra])
+    return out
+
+
 # ---------------------------------------------------------------- EI-IF counts (eq. 6-10)
 
 
@@ -86,16 +112,32 @@ def eiif_counts(neuron: nn.Module, x: torch.Tensor, time_steps: int) -> torch.Te
     neuron's buffers are remembered until a buffer changes (no device sync per call).
     """
     check_finite(x, "x")
+    if rate_counts_are_quantized(neuron, x.dtype, time_steps):
+        return quantize_counts(x, time_steps)
+    return spike_count_closed_form(x, time_steps, neuron.theta_base.to(x.dtype), neuron.alpha.to(x.dtype))
+
+
+def rate_counts_are_quantized(neuron: nn.Module, dtype: torch.dtype, time_steps: int) -> bool:
+    """True when ``eiif_counts`` of a rate-coded neuron is ``quantize_counts`` (the conversion parameters, float32 or
+    float64, T < 2^22); a one-line ValueError when the neuron has no closed form (r < 1 somewhere) or T < 1."""
     if not remembered(neuron, "_fast_memoryless", (neuron.r,), lambda: neuron.memoryless):
         raise ValueError("count_closed_form needs r >= 1 for every neuron (a leaky membrane has no closed form); use run_constant")
     check_time_steps(time_steps)
-    if (
-        x.dtype in (torch.float32, torch.float64)
+    return (
+        dtype in (torch.float32, torch.float64)
         and time_steps < 2**22
         and remembered(neuron, "_fast_conversion", (neuron.theta_base, neuron.alpha), lambda: neuron.conversion_parameters)
-    ):
-        return quantize_counts(x, time_steps)
-    return spike_count_closed_form(x, time_steps, neuron.theta_base.to(x.dtype), neuron.alpha.to(x.dtype))
+    )
+
+
+def counts_are_quantized(neuron: nn.Module, dtype: torch.dtype, time_steps: int) -> bool:
+    """True when ``coded_counts(neuron, x, T)`` is ``quantize_counts(x, T)`` for x of ``dtype`` (every coding with the
+    conversion parameters), so a fused kernel may compute it; the errors ``coded_counts`` raises otherwise."""
+    if neuron.coding == "rate":
+        return rate_counts_are_quantized(neuron, dtype, time_steps)
+    neuron.check_coding_parameters()
+    check_time_steps(time_steps)
+    return True
 
 
 def coded_counts(neuron: nn.Module, x: torch.Tensor, time_steps: int) -> torch.Tensor:
@@ -291,22 +333,38 @@ def firing_prefix(histogram: torch.Tensor, entries: int, T: int) -> torch.Tensor
     return torch.cat([torch.zeros_like(firing[..., :1]), firing.cumsum(-1)], dim=-1)
 
 
-def query_tallies(na: torch.Tensor, b_prefix: torch.Tensor, b_spikes: int, b_columns: int, Ta: int, Tb: int) -> tuple[int, int]:
-    """``matmul_tallies`` for one query row (M = 1) against a b given by its per-line ``firing_prefix`` (lines = b's
-    rows, the inner dimension; kv heads broadcast over query heads) and its spike total: for column k of a, the
-    pairs are sum over t < |n_a,k| of b's row k still firing, i.e. b_prefix[k, min(|n_a,k|, T)]."""
-    B, H = na.shape[0], na.shape[1]
-    groups = H // b_prefix.shape[1]
+def query_tallies(
+    na: torch.Tensor, b_prefix: torch.Tensor, b_spikes: int, b_columns: int, Ta: int, Tb: int, pairs_chain: Callable | None = None,
+) -> tuple[int, int]:
+    """``matmul_tallies`` for query rows na (B, H, M, K) against a b given by its per-line ``firing_prefix`` (lines =
+    b's rows, the inner dimension; kv heads broadcast over query heads) and its spike total: for column k of a, the
+    pairs are sum over t < |n_a,mk| of b's row k still firing, i.e. b_prefix[k, min(|n_a,mk|, T)]. ``pairs_chain``
+    (``kernels.prefix_pairs``) sums them without materializing the gather; without it the gather's index is a tensor
+    of na's size in int64 (fine for a decode step's few rows)."""
+    B, H, M = na.shape[0], na.shape[1], na.shape[2]
+    kv_heads = b_prefix.shape[1]
+    groups = H // kv_heads
     T = min(Ta, Tb)
-    reach = na.detach().abs().to(torch.int64).clamp_(max=T).reshape(B, b_prefix.shape[1], groups, -1)  # (B, kv heads, group, K)
-    prefix = b_prefix[..., : T + 1].unsqueeze(2).expand(-1, -1, groups, -1, -1)  # (B, kv heads, group, K, T+1)
-    pairs = int(prefix.gather(-1, reach.unsqueeze(-1)).sum())
-    spikes_a = counters.abs_sum(na, bound=Ta)
-    return spikes_a + b_spikes * groups, b_spikes * groups + spikes_a * b_columns + pairs
+    na = na.detach().reshape(B, kv_heads, groups * M, -1)  # (B, kv heads, group x rows, K): heads of a group are adjacent
+    if pairs_chain is not None:
+        with torch.no_grad():
+            pairs_t, spikes_t = pairs_chain(na, b_prefix[..., : T + 1], T)
+        pairs, spikes_a = int(pairs_t), int(spikes_t)
+    else:
+        reach = na.abs().to(torch.int64).clamp_(max=T)
+        prefix = b_prefix[..., : T + 1].unsqueeze(2).expand(-1, -1, na.shape[2], -1, -1)  # (B, kv heads, group x rows, K, T+1)
+        pairs = int(prefix.gather(-1, reach.unsqueeze(-1)).sum())
+        spikes_a = counters.abs_sum(na, bound=Ta)
+    return spikes_a + b_spikes * groups, b_spikes * groups * M + spikes_a * b_columns + pairs
 
 
-def multiply_tallies(na: torch.Tensor, nb: torch.Tensor, Ta: int, Tb: int) -> tuple[int, int]:
-    """(spikes, ACs) of the time-stepped SNNMultiply from the counts: entry i fires together on min(|n_a|, |n_b|) steps."""
-    spikes_a, spikes_b = counters.abs_sum(na, bound=Ta), counters.abs_sum(nb, bound=Tb)
-    pairs = counters.abs_sum(torch.minimum(na.abs(), nb.abs()))
+def multiply_tallies(na: torch.Tensor, nb: torch.Tensor, Ta: int, Tb: int, pairs_chain: Callable | None = None) -> tuple[int, int]:
+    """(spikes, ACs) of the time-stepped SNNMultiply from the counts: entry i fires together on min(|n_a|, |n_b|) steps.
+    ``pairs_chain`` (``kernels.multiply_pairs``): the three sums in one pass."""
+    if pairs_chain is not None:
+        with torch.no_grad():
+            spikes_a, spikes_b, pairs = (int(t) for t in pairs_chain(na.detach(), nb.detach()))
+    else:
+        spikes_a, spikes_b = counters.abs_sum(na, bound=Ta), counters.abs_sum(nb, bound=Tb)
+        pairs = counters.abs_sum(torch.minimum(na.abs(), nb.abs()))
     return spikes_a + spikes_b, spikes_a + spikes_b + pairs

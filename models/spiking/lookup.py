@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 
+import models.spiking.kernels as kernels
+
 Reference = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
 
@@ -79,3 +81,10 @@ class BucketLookup:
         above = x >= self.bp[b]
         n = len(self.left) if outputs is None else outputs
         return tuple(torch.where(above, right[b], left[b]) for left, right in zip(self.left[:n], self.right[:n]))
+
+    def fused(self, x: torch.Tensor, second: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The first table's value at x (and the second's summed per row, with ``second``) in one pass
+        (``kernels.staircase_lookup``, the same operations as ``__call__``), with max |x| per row (finite iff x is)."""
+        chain = kernels.backend(x.device).chains["staircase_lookup"]
+        tables = (self.left[1], self.right[1]) if second else (None, None)
+        return chain(x, self.low, self.inv_width, self.buckets, self.bp, self.left[0], self.right[0], *tables)

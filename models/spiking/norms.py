@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_finite, check_last_dim
+from .checks import check_last_dim
 from .differential import DifferentialOp
 from .quant import QuantSpec
 
@@ -27,8 +27,7 @@ class _Norm(DifferentialOp):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def check_input(self, x: torch.Tensor) -> None:
-        check_finite(x, "x")
+    def check_shape(self, x: torch.Tensor) -> None:
         check_last_dim(x, self.dim, "x", "the normalized dimension")
 
     def extra_repr(self) -> str:

@@ -26,72 +26,25 @@ import torch
 from torch import nn
 
 import models.spiking.counters as counters
+import models.spiking.kernels as kernels
 import models.spiking.observe as observe
 
 from .checks import OPERATOR_MODES, check_finite, check_mode, coding_steps
-from .encode import SpikeCoding, SpikeEncoder, spike_code
+from .encode import SpikeCoding, SpikeEncoder, fused_code, spike_code
 from .fast import (
     coded_matmul_tallies,
     coded_multiply_tallies,
     coded_spikes,
-    firing_prefix,
-    line_histogram,
     matmul_tallies,
     multiply_tallies,
     query_tallies,
 )
 from .neuron import EIIFNeuron, step_weights
-from .quant import QuantSpec, Quantizer
+from .quant import QuantSpec, Quantizer, combine_scales
+from .tally import CodedTally
 
 FLOAT32_EXACT = 2**24
-
-
-class CodedTally(NamedTuple):
-    """The kept firing statistics of a coded operand b, per kv head (not repeated over query heads), so that one
-    query row is counted without a pass over all of b. b's lines are its rows (the product's inner dimension):
-
-    - keys (lines = head dims, entries = tokens, growing): ``histogram`` of |n| per line, summed over tokens;
-    - values (lines = tokens, growing, entries = head dims): ``rows``, each line's ``firing_prefix``, kept once
-      per token.
-    ``spikes_total``: sum |n| per (batch, kv head)."""
-
-    histogram: torch.Tensor | None  # (batch, kv heads, lines, T + 1)
-    rows: torch.Tensor | None  # (batch, kv heads, lines, T + 1)
-    entries: int
-    spikes_total: torch.Tensor  # (batch, kv heads)
-
-    @classmethod
-    def of_keys(cls, nk: torch.Tensor, T: int) -> "CodedTally":
-        """The tally of coded keys k^T (batch, kv heads, dims, tokens)."""
-        histogram = line_histogram(nk, T)
-        return cls(histogram, None, nk.shape[-1], _magnitudes(histogram).sum(-1))
-
-    @classmethod
-    def of_values(cls, nv: torch.Tensor, T: int) -> "CodedTally":
-        """The tally of coded values (batch, kv heads, tokens, dims)."""
-        histogram = line_histogram(nv, T)
-        return cls(None, firing_prefix(histogram, nv.shape[-1], T), nv.shape[-1], _magnitudes(histogram).sum(-1))
-
-    def extend(self, new: "CodedTally") -> "CodedTally":
-        """This tally with ``new``'s tokens appended."""
-        if self.histogram is not None:
-            return CodedTally(self.histogram + new.histogram, None, self.entries + new.entries, self.spikes_total + new.spikes_total)
-        return CodedTally(None, torch.cat([self.rows, new.rows], dim=-2), self.entries, self.spikes_total + new.spikes_total)
-
-    def expand(self, batch: int) -> "CodedTally":
-        grow = lambda x: None if x is None else x.expand(batch, *x.shape[1:])  # noqa: E731
-        return CodedTally(grow(self.histogram), grow(self.rows), self.entries, grow(self.spikes_total))
-
-    def prefix(self, T: int) -> torch.Tensor:
-        return self.rows if self.rows is not None else firing_prefix(self.histogram, self.entries, T)
-
-    def spikes(self) -> int:
-        return int(self.spikes_total.sum())
-
-
-def _magnitudes(histogram: torch.Tensor) -> torch.Tensor:
-    """sum |n| per line from a ``line_histogram``: each magnitude j times how many entries have it."""
-    return (histogram * torch.arange(histogram.shape[-1], device=histogram.device)).sum(-1)
+EAGER_GATHER = 2**20  # entries of a up to which the eager kernels count from b's tally by a materialized gather
 
 
 class Geometry(NamedTuple):
@@ -134,6 +87,10 @@ class ActivationProduct(SpikeCoding, nn.Module):
     def check_operands(self, a: torch.Tensor, b: torch.Tensor) -> None:
         check_finite(a, "a")
         check_finite(b, "b")
+        self.check_shapes(a, b)
+
+    def check_shapes(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """The operands' shapes fit the product (a one-line ValueError otherwise)."""
 
     def geometry(self, a: torch.Tensor, b: torch.Tensor) -> Geometry:
         raise NotImplementedError
@@ -151,16 +108,16 @@ class ActivationProduct(SpikeCoding, nn.Module):
         return torch.float64 if a.dtype == torch.float64 or bound >= FLOAT32_EXACT else torch.float32
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        self.check_operands(a, b)
         if self.mode == "snn":
+            self.check_operands(a, b)
             out = a.new_empty(0)
             for out in self.iter_steps(a, b):
                 pass
             return out
-        sa, sb = self.qa.scale_for(a), self.qb.scale_for(b)
+        self.check_shapes(a, b)
         acc = self._accumulator(a, b)
-        na, _ = spike_code(self, self.a_neuron, a, sa, self.qa.T, self.mode, tally=False)  # the tallies give the totals
-        nb, _ = spike_code(self, self.b_neuron, b, sb, self.qb.T, self.mode, tally=False)
+        na, sa = self._code(self.qa, self.a_neuron, a, "a")  # the tallies give the spike totals
+        nb, sb = self._code(self.qb, self.b_neuron, b, "b")
         product = self.product(na.to(acc), nb.to(acc)).to(a.dtype)  # a fresh tensor: scaled in place when no gradient is taken
         out = product.mul_(sa * sb) if self.mode != "qat" else product * (sa * sb)
         if counters.counting():
@@ -170,29 +127,72 @@ class ActivationProduct(SpikeCoding, nn.Module):
                 self._record_counts(a, b, *self.closed_form_tallies(na, nb))
         return out
 
+    def _code(self, quant: Quantizer, neuron: EIIFNeuron, x: torch.Tensor, name: str, mult: torch.Tensor | None = None,
+              mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, s) of the operand x * mult (mult None: x) in ``mode`` (default the operator's), without a spike total:
+        one fused pass in ``snn-fused`` where it applies (``encode.fused_code``), else op by op."""
+        mode = mode or self.mode
+        fused = fused_code(neuron, quant, x, quant.T, mult=mult, tally=False) if mode == "snn-fused" else None
+        if fused is not None:
+            return fused.n, combine_scales(fused.token, fused.static, x)
+        x = x if mult is None else x * mult
+        check_finite(x, name)
+        s = quant.scale_for(x)
+        return spike_code(self, neuron, x, s, quant.T, mode, tally=False)[0], s
+
     def code_b(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n_b, s_b), b's spike counts and scale as ``forward`` codes them in ``snn-fused`` (no counting): with a
         per-token scale each token's code is its own, so a decoder codes a key once, when it enters the cache."""
-        check_finite(b, "b")
-        s = self.qb.scale_for(b)
-        n, _ = spike_code(self, self.b_neuron, b, s, self.qb.T, "snn-fused", tally=False)
-        return n, s
+        return self._code(self.qb, self.b_neuron, b, "b", mode="snn-fused")
 
-    def forward_coded(self, a: torch.Tensor, nb: torch.Tensor, sb: torch.Tensor, b_tally: "CodedTally | None" = None) -> torch.Tensor:
-        """``forward(a, b)`` in ``snn-fused`` with b given as its code (``code_b``): the same output, the same counts.
-        ``b_tally``: b's kept firing histograms, so one query row is counted without a pass over all of b."""
-        check_finite(a, "a")
-        sa = self.qa.scale_for(a)
-        acc = self._accumulator(a, nb)
-        na, _ = spike_code(self, self.a_neuron, a, sa, self.qa.T, "snn-fused", tally=False)
-        out = self.product(na.to(acc), nb.to(acc)).to(a.dtype).mul_(sa * sb)
-        if counters.counting():
-            if b_tally is not None and na.shape[-2] == 1 and self.coding == "rate":  # the tallies keep rate histograms
-                tallies = query_tallies(na, b_tally.prefix(self.qb.T), b_tally.spikes(), nb.shape[-1], self.qa.T, self.qb.T)
-            else:
-                tallies = self.closed_form_tallies(na, nb)
-            self._record_counts(a, nb, *tallies)
+    def forward_coded(
+        self, a: torch.Tensor, nb: torch.Tensor, sb: torch.Tensor, b_tally: "CodedTally | None" = None,
+        a_mult: torch.Tensor | None = None, mask_bias: torch.Tensor | None = None, b_heads: int = 1,
+    ) -> torch.Tensor:
+        """``forward(a * a_mult, b)`` in ``snn-fused`` with b given as its code (``code_b``): the same output, the same
+        counts. ``b_tally``: b's kept firing histograms, so one query row is counted without a pass over all of b.
+        ``mask_bias``: added to the output (0 where a key may be seen, -inf where not, ``mask_bias``): a softmax of the
+        result equals ``SNNSoftmax`` under the mask, bit for bit.
+        ``b_heads``: grouped-query attention without repeating the cache: a (B, kv heads, group x M, K) holds the rows
+        of the ``b_heads`` query heads that share each kv head of b (B, kv heads, K, N); counted as the reference
+        counts b repeated once per query head (every figure but b's spikes is the same either way)."""
+        out, tallies = self.coded_block(a, nb, sb, b_tally, a_mult, mask_bias)
+        if tallies is not None:
+            self.record_coded(a, nb, b_tally, tallies, blocks=1, b_heads=b_heads)
         return out
+
+    def coded_block(
+        self, a: torch.Tensor, nb: torch.Tensor, sb: torch.Tensor, b_tally: "CodedTally | None" = None,
+        a_mult: torch.Tensor | None = None, mask_bias: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[int, int] | None]:
+        """``forward_coded`` on a block of a's rows, recording nothing: (output, the block's (spikes, synops) when
+        counting, else None). Blocks' tallies add up, but for b's spikes, which each block counts (``record_coded``)."""
+        na, sa = self._code(self.qa, self.a_neuron, a, "a", mult=a_mult, mode="snn-fused")
+        acc = self._accumulator(a, nb)
+        product = self.product(na.to(acc), nb.to(acc)).to(a.dtype)
+        with torch.no_grad():  # p (s_a s_b) without an s_a s_b matrix, masked
+            out, check = kernels.backend(a.device).chains["scaled_scores"](product, sa, sb, mask_bias)
+        if not bool(torch.isfinite(check).all()):
+            check_finite(product.mul_(sa * sb), "a . b")
+        if not counters.counting():
+            return out, None
+        backend = kernels.backend(a.device)
+        chain = backend.chains["prefix_pairs"] if backend.name == "compiled" else None  # eager: a few query rows only
+        if b_tally is not None and self.coding == "rate" and (chain is not None or na.numel() <= EAGER_GATHER):  # rate histograms
+            return out, query_tallies(na, b_tally.prefix(self.qb.T), b_tally.spikes(), nb.shape[-1], self.qa.T, self.qb.T, chain)
+        return out, self.closed_form_tallies(na, nb)
+
+    def record_coded(self, a: torch.Tensor, nb: torch.Tensor, b_tally: "CodedTally | None", tallies: tuple[int, int], blocks: int,
+                     b_heads: int = 1) -> None:
+        """Record one ``forward_coded`` call from the summed tallies of its ``blocks`` row blocks (a: the whole a, or a
+        tensor of its shape): b's spikes counted once per query head (``b_heads`` per kv head), not once per block."""
+        spikes, synops = tallies
+        if blocks != b_heads:
+            b_spikes = b_tally.spikes() if b_tally is not None and self.coding == "rate" else coded_spikes(nb, self.coding, self.qb.T)
+            spikes += (b_heads - blocks) * b_spikes
+        if b_heads > 1:
+            nb = nb.unsqueeze(-3).expand(*nb.shape[:-2], b_heads, *nb.shape[-2:])  # its size, as repeated per query head
+        self._record_counts(a, nb, spikes, synops)
 
     @torch.no_grad()
     def iter_steps(self, a: torch.Tensor, b: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -327,8 +327,7 @@ class SNNMatmul(ActivationProduct):
     def product(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x @ y
 
-    def check_operands(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        super().check_operands(a, b)
+    def check_shapes(self, a: torch.Tensor, b: torch.Tensor) -> None:
         if a.dim() < 2 or b.dim() < 2:
             raise ValueError(f"a and b must be at least 2-D, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
         if a.shape[-1] != b.shape[-2]:
@@ -361,8 +360,7 @@ class SNNMultiply(ActivationProduct):
     def product(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x * y
 
-    def check_operands(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        super().check_operands(a, b)
+    def check_shapes(self, a: torch.Tensor, b: torch.Tensor) -> None:
         if a.shape != b.shape:
             raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
@@ -379,7 +377,8 @@ class SNNMultiply(ActivationProduct):
     def closed_form_tallies(self, na: torch.Tensor, nb: torch.Tensor) -> tuple[int, int]:
         if self.coding != "rate":
             return coded_multiply_tallies(na, nb, self.coding)
-        return multiply_tallies(na, nb, self.qa.T, self.qb.T)
+        backend = kernels.backend(na.device)
+        return multiply_tallies(na, nb, self.qa.T, self.qb.T, backend.chains["multiply_pairs"] if backend.name == "compiled" else None)
 
 
 class SpikingAttentionValues(nn.Module):
@@ -408,27 +407,49 @@ class SpikingAttentionValues(nn.Module):
 
     def code_values(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n_v, s_v) as ``forward`` codes v in ``snn-fused`` (no counting): one code per token, reusable by a decoder."""
+        fused = fused_code(self.values.neuron, self.values.quant, v, self.values.T, tally=False)
+        if fused is not None:
+            return fused.n, combine_scales(fused.token, fused.static, v)
         check_finite(v, "v")
         s = self.values.quant.scale_for(v)
         n, _ = spike_code(self.values, self.values.neuron, v, s, self.values.T, "snn-fused", tally=False)
         return n, s
 
-    def forward_coded(self, probs: torch.Tensor, n_v: torch.Tensor, s_v: torch.Tensor, v_tally: "CodedTally | None" = None) -> torch.Tensor:
+    def forward_coded(
+        self, probs: torch.Tensor, n_v: torch.Tensor, s_v: torch.Tensor, v_tally: "CodedTally | None" = None, v_heads: int = 1,
+    ) -> torch.Tensor:
         """``forward(probs, v)`` in ``snn-fused`` with v given as its code (``code_values``): the same output, the same counts.
-        ``v_tally``: v's kept firing histograms (per kv head), for counting one query row."""
-        folded = probs * s_v.transpose(-1, -2)
-        if counters.counting():
-            coding = self.values.neuron.coding
-            if v_tally is not None and coding == "rate":  # the tallies keep rate histograms
-                spikes = v_tally.spikes() * (n_v.shape[1] // v_tally.spikes_total.shape[1])
-            else:
-                spikes = coded_spikes(n_v, coding, self.values.T)
-            self.values._record_counts(n_v, spikes, values_read=False)
-            self._record_counts(folded)
-        return self.matmul.forward_coded(folded, n_v, torch.ones((), dtype=folded.dtype), v_tally)
+        ``v_tally``: v's kept firing histograms (per kv head), for counting one query row. ``v_heads``: the query heads
+        sharing each kv head of v, probs (B, kv heads, group x M, N) (``SNNMatmul.forward_coded``'s ``b_heads``)."""
+        out, tallies = self.coded_block(probs, n_v, s_v, v_tally)
+        if tallies is not None:
+            self.record_coded(probs, n_v, v_tally, tallies, blocks=1, v_heads=v_heads)
+        return out
 
-    def _record_counts(self, folded: torch.Tensor) -> None:
-        counters.record(self, float_ops=folded.numel())  # the folding of s_v into P
+    def coded_block(self, probs: torch.Tensor, n_v: torch.Tensor, s_v: torch.Tensor, v_tally: "CodedTally | None" = None,
+                    ) -> tuple[torch.Tensor, tuple[int, int] | None]:
+        """``forward_coded`` on a block of rows of probs, recording nothing (``SNNMatmul.coded_block``)."""
+        # P diag(s_v) is coded as it is formed (``encode.fused_code``), never kept
+        s_v = s_v.transpose(-1, -2)  # (B, kv heads, 1, N): every query row of a group takes its kv head's scales
+        ones = torch.ones((), dtype=probs.dtype, device=probs.device)
+        return self.matmul.coded_block(probs, n_v, ones, v_tally, a_mult=s_v)
+
+    def record_coded(self, probs: torch.Tensor, n_v: torch.Tensor, v_tally: "CodedTally | None", tallies: tuple[int, int], blocks: int,
+                     v_heads: int = 1) -> None:
+        """Record one ``forward_coded`` call from its blocks' summed tallies (probs: the whole probs, or a tensor of its shape)."""
+        coding = self.values.neuron.coding
+        if v_tally is not None and coding == "rate":  # the tallies keep rate histograms
+            spikes = v_tally.spikes() * (n_v.shape[1] * v_heads // v_tally.spikes_total.shape[1])
+        else:
+            spikes = coded_spikes(n_v, coding, self.values.T) * v_heads
+        counted = n_v if v_heads == 1 else n_v.unsqueeze(-3).expand(*n_v.shape[:-2], v_heads, *n_v.shape[-2:])
+        self.values._record_counts(counted, spikes, values_read=False)
+        self._record_counts(probs)
+        self.matmul.record_coded(probs, n_v, v_tally, tallies, blocks, b_heads=v_heads)
+
+    def _record_counts(self, probs: torch.Tensor) -> None:
+        counters.record(self, float_ops=probs.numel())  # the folding of s_v into P
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"
+

@@ -27,3 +27,15 @@ class SNNSoftmax(DifferentialOp):
         if mask is not None:
             x = x.masked_fill(~mask, torch.finfo(x.dtype).min)
         return torch.softmax(x, dim=self.dim)
+
+    def forward_masked(self, scores: torch.Tensor, record: bool = True) -> torch.Tensor:
+        """``forward(x, mask=mask)`` in ``snn-fused`` for scores that hold -inf where the mask is False and were checked
+        finite elsewhere (``SNNMatmul.forward_coded`` with a ``mask_bias``): the same output and counts (a masked entry
+        contributes exp(-inf - max) = 0 here and exp(lowest - max) = 0 there). ``record`` False: a block of a call
+        whose counts the caller records once (``_record_counts`` with a tensor of the whole call's shape)."""
+        if self.mode != "snn-fused" or self.input_quant is not None:
+            raise ValueError("forward_masked is the snn-fused softmax of pre-masked scores (no input quantizer)")
+        out = torch.softmax(scores, dim=self.dim)
+        if record:
+            self._record_counts(scores, evaluations=1)
+        return out

@@ -194,6 +194,14 @@ class SNNStaircase(SpikeCoding, nn.Module):
         return torch.where(positive, out_pos, out_neg), fired
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lookup = self.closed_form.lookup(x) if self.mode == "snn-fused" and x.dim() > 0 and x.numel() and not observe.observing() else None
+        if lookup is not None:  # one pass (``kernels.py``), finite x checked on the way
+            with torch.no_grad():
+                out, k, check = lookup.fused(x.detach(), second=counters.counting())
+            if bool(torch.isfinite(check).all()):
+                if counters.counting():
+                    self._record_counts(x, int(k.sum()))
+                return out
         check_finite(x, "x")
         if self.mode == "qat":
             out = _StaircaseSTE.apply(x, self)

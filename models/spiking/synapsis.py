@@ -29,7 +29,7 @@ from torch import nn
 import models.spiking.counters as counters
 
 from .checks import SPIKING_MODES, check_finite, check_last_dim, check_mode, coding_steps
-from .encode import SpikeCoding, spike_code
+from .encode import SpikeCoding, fused_code, spike_code
 from .fast import folded_weight
 from .neuron import EIIFNeuron
 from .quant import QuantSpec, Quantizer, combine_scales
@@ -42,11 +42,17 @@ def synaptic_current(
     token_scale: torch.Tensor | None,
     static_scale: torch.Tensor | None,
 ) -> torch.Tensor:
-    """W . (s n) + b computed from counts n; one function for QSynapsis and both Synapsis modes."""
+    """W . (s n) + b computed from counts n; one function for QSynapsis and both Synapsis modes. Without a gradient
+    the scale and the bias go into the fresh product in place (an out-of-place broadcast product of a large output
+    costs several times the in-place one on a CPU); the arithmetic, hence the result, is the same."""
     y = F.linear(counts, weight if static_scale is None else weight * static_scale)
+    in_place = not torch.is_grad_enabled() or not (y.requires_grad or (token_scale is not None and token_scale.requires_grad))
     if token_scale is not None:
-        y = y * token_scale
-    return y if bias is None else y + bias
+        fits = token_scale.shape[-1] == 1 and token_scale.dim() <= y.dim() and token_scale.dtype == y.dtype
+        y = y.mul_(token_scale) if in_place and fits else y * token_scale
+    if bias is None:
+        return y
+    return y.add_(bias) if in_place and not bias.requires_grad and bias.dtype == y.dtype else y + bias
 
 
 class _SynapseBase(SpikeCoding, nn.Module):
@@ -163,10 +169,15 @@ class Synapsis(_SynapseBase):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
         T_pre = int(self.window)
-        token, static = self.pre.scales(x)
-        n_pre, pre_spikes = spike_code(self, self.pre_neuron, x, combine_scales(token, static, x), T_pre, self.mode)
+        check_last_dim(x, self.in_features, "x", "in_features")
+        fused = fused_code(self.pre_neuron, self.pre, x, T_pre, shared=True) if self.mode == "snn-fused" else None
+        if fused is not None:  # one pass (``kernels.py``), finite x checked on the way
+            n_pre, token, static, pre_spikes = fused
+        else:
+            self._check_input(x)
+            token, static = self.pre.scales(x)
+            n_pre, pre_spikes = spike_code(self, self.pre_neuron, x, combine_scales(token, static, x), T_pre, self.mode)
         if self.mode == "snn-fused":
             y = synaptic_current(n_pre, folded_weight(self, static), self.bias, token, None)
         else:
