@@ -20,6 +20,7 @@ from tests.tiny_models import same_weights, tiny_model
 
 @pytest.fixture
 def compiled(monkeypatch):
+    monkeypatch.setattr(kernels, "SMALL", 0)  # the tests' tensors are small: compiled all the same
     monkeypatch.setenv(kernels.ENV, "compiled")
     kernels.reset()
     if kernels.backend().name != "compiled":
@@ -114,6 +115,7 @@ def run_tiny_llama(counted: bool) -> tuple[list[torch.Tensor], dict]:
 
 
 def test_a_model_runs_the_same_bits_and_counts_with_either_backend(monkeypatch):
+    monkeypatch.setattr(kernels, "SMALL", 0)  # a tiny model's tensors are small: compiled all the same
     results = {}
     for backend in ("eager", "compiled"):
         monkeypatch.setenv(kernels.ENV, backend)
