@@ -9,8 +9,9 @@ compute them as one fused kernel, counted as the separate operators would count.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,6 @@ from models.spiking import counters, observe
 from models.spiking.checks import coding_steps
 from models.spiking.fast import append_along
 from models.spiking.gated import staircase_product
-from models.spiking.products import SNNMultiply
 from models.spiking.tally import CodedTally
 
 from .operators import Operators
@@ -101,33 +101,37 @@ def grouped_mask(mask: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 BLOCK_ELEMENTS = 2**22  # entries of a (rows x keys) block of snn-fused attention: 16 MB in float32, within a CPU's caches
-_ALLOWED: list = []  # (mask, (shape, version), count) of the last call: every layer of a forward asks for one mask's count
+_PER_MASK: dict[str, tuple] = {}  # slot -> (mask's base tensor, key, value) of the last call: every layer of a forward asks
+
+
+def once_per_mask(slot: str, mask: torch.Tensor, extra: object, compute: Callable[[], Any]) -> Any:
+    """``compute()`` for ``mask`` (a view of it, e.g. expanded, counts as the same mask), kept in ``slot`` while the
+    same tensor, unmodified and seen through the same view, comes back with the same ``extra``: the layers of a
+    forward share one mask. The tensor is held, so a later mask can never pass for it."""
+    base = mask._base if mask._base is not None else mask
+    key = (tuple(mask.shape), tuple(mask.stride()), mask.storage_offset(), base._version, extra)
+    kept = _PER_MASK.get(slot)
+    if kept is not None and kept[0] is base and kept[1] == key:
+        return kept[2]
+    value = compute()
+    _PER_MASK[slot] = (base, key, value)
+    return value
 
 
 def allowed_pairs(mask: torch.Tensor) -> int:
-    """How many (query, key) pairs ``mask`` allows (its True entries), counted once per forward: kept while the same
-    mask tensor, unmodified, comes back (every layer asks; the mask is held, so it is never another one)."""
-    base = mask._base if mask._base is not None else mask
-    key = (tuple(mask.shape), tuple(mask.stride()), mask.storage_offset(), base._version)
-    if _ALLOWED and _ALLOWED[0] is base and _ALLOWED[1] == key:
-        return _ALLOWED[2]
-    count = int(mask.sum())
-    _ALLOWED[:] = [base, key, count]
-    return count
-
-
-_MASK_BIAS: list = []  # (mask, groups, bias) of the last call: every layer of a forward shares one mask
+    """How many (query, key) pairs ``mask`` allows (its True entries), counted once per forward (``once_per_mask``)."""
+    return once_per_mask("allowed pairs", mask, None, lambda: int(mask.sum()))
 
 
 def grouped_mask_bias(mask: torch.Tensor, groups: int) -> torch.Tensor:
     """``grouped_mask`` as an additive bias, 0 where a key may be seen and -inf where not (``kernels.scaled_scores``),
-    made once per forward: kept while the same mask tensor, unmodified, comes back (it is held, so never reused)."""
-    if _MASK_BIAS and _MASK_BIAS[0] is mask and _MASK_BIAS[1] == (groups, mask._version):
-        return _MASK_BIAS[2]
-    grouped = grouped_mask(mask, groups)
-    bias = torch.zeros(grouped.shape, device=mask.device).masked_fill_(~grouped, float("-inf"))
-    _MASK_BIAS[:] = [mask, (groups, mask._version), bias]
-    return bias
+    made once per forward (``once_per_mask``)."""
+
+    def bias() -> torch.Tensor:
+        grouped = grouped_mask(mask, groups)
+        return torch.zeros(grouped.shape, device=mask.device).masked_fill_(~grouped, float("-inf"))
+
+    return once_per_mask("mask bias", mask, groups, bias)
 
 
 class SoftmaxAttention(nn.Module):
@@ -195,17 +199,16 @@ class SoftmaxAttention(nn.Module):
         rows, keys = q.shape[2], codes.keys.shape[-1]
         step = max(1, BLOCK_ELEMENTS // max(1, q.shape[0] * q.shape[1] * keys))
         outs, score_tallies, value_tallies = [], (0, 0), (0, 0)
-        blocks = 0
         for start in range(0, rows, step):
             part = slice(start, min(start + step, rows))
             scores, tallies = self.scores.coded_block(q[:, :, part], codes.keys, codes.key_scales, codes.key_tally, mask_bias=bias[:, :, part])
             probs = self.softmax.forward_masked(scores, record=False)
             out, more = self.weighted_values.coded_block(probs, codes.values, codes.value_scales, codes.value_tally)
             outs.append(out)
-            blocks += 1
             if tallies is not None:
                 score_tallies = (score_tallies[0] + tallies[0], score_tallies[1] + tallies[1])
                 value_tallies = (value_tallies[0] + more[0], value_tallies[1] + more[1])
+        blocks = len(outs)
         if counters.counting():
             whole = q.new_empty(()).expand(*q.shape[:3], keys)  # the shape of the call's scores and probabilities
             self.scores.record_coded(q, codes.keys, codes.key_tally, score_tallies, blocks, b_heads=groups)
@@ -259,7 +262,7 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_proj(x), self.up_proj(x)
-        fused = staircase_product(self.act, self.multiply, gate, up) if isinstance(self.multiply, SNNMultiply) else None
+        fused = staircase_product(self.act, self.multiply, gate, up)
         return self.down_proj(fused if fused is not None else self.multiply(self.act(gate), up))
 
 

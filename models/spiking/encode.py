@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 import models.spiking.counters as counters
+import models.spiking.kernels as kernels
 import models.spiking.observe as observe
 
-import models.spiking.kernels as kernels
 from .checks import OPERATOR_MODES, check_finite, check_mode, coding_steps
 from .fast import coded_counts, coded_spikes, counts_are_quantized
 from .neuron import EIIFNeuron
@@ -81,7 +81,7 @@ class FusedCode(NamedTuple):
     spikes: int
 
 
-FLOAT32_EXACT = 2**24
+FLOAT32_EXACT = 2**24  # integers up to here are exact in float32: sums of counts below it need no float64
 
 
 @lru_cache(maxsize=64)

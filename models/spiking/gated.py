@@ -18,12 +18,14 @@ from .fast import counts_are_quantized
 from .products import SNNMultiply
 
 
-def staircase_product(act: nn.Module, multiply: SNNMultiply, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor | None:
+def staircase_product(act: nn.Module, multiply: nn.Module, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor | None:
     """``multiply(act(gate), up)`` for a ``snn-fused`` staircase activation (SNNSiLU, B.2.2) and SNNMultiply (B.1) in one
     fused pass (``kernels.staircase_product``): the same output and the same counts of both operators, bit for bit.
     None where it does not apply (another mode or coding, observing, no bucket table, a static scale, a non-finite
-    input, products beyond float32's exact range): the caller then runs the two operators."""
-    if getattr(act, "mode", None) != "snn-fused" or multiply.mode != "snn-fused" or observe.observing() or multiply.coding != "rate":
+    input, products beyond float32's exact range, a float multiply): the caller then runs the two operators."""
+    if not isinstance(multiply, SNNMultiply) or getattr(act, "mode", None) != "snn-fused" or multiply.mode != "snn-fused":
+        return None
+    if observe.observing() or multiply.coding != "rate":
         return None
     if gate.shape != up.shape or gate.dim() == 0 or gate.numel() == 0 or not gate.is_floating_point() or up.dtype != gate.dtype:
         return None

@@ -30,7 +30,7 @@ import models.spiking.kernels as kernels
 import models.spiking.observe as observe
 
 from .checks import OPERATOR_MODES, check_finite, check_mode, coding_steps
-from .encode import SpikeCoding, SpikeEncoder, fused_code, spike_code
+from .encode import FLOAT32_EXACT, SpikeCoding, SpikeEncoder, fused_code, spike_code
 from .fast import (
     coded_matmul_tallies,
     coded_multiply_tallies,
@@ -43,7 +43,6 @@ from .neuron import EIIFNeuron, step_weights
 from .quant import QuantSpec, Quantizer, combine_scales
 from .tally import CodedTally
 
-FLOAT32_EXACT = 2**24
 EAGER_GATHER = 2**20  # entries of a up to which the eager kernels count from b's tally by a materialized gather
 
 
