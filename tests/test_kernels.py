@@ -178,3 +178,51 @@ def test_attention_in_row_blocks_gives_the_bits_and_counts_of_one_block(eager, m
     for a, b in zip(whole_logits, block_logits, strict=True):
         assert torch.equal(bits(a), bits(b))
     assert whole_counts == block_counts
+
+
+def run_long_prompt(mode: str = "snn-fused") -> tuple[list[torch.Tensor], dict]:
+    """A tiny Llama on 200- and 150-token prompts (the second left-padded), then 70 more tokens on the cache (a
+    continuation whose rows see the cache and part of themselves): the logits and the op counts."""
+    from tests.test_architectures_contract import padded
+
+    model = same_weights(tiny_model("llama"), mode)
+    first, second = ids_of(model, 270, seed=1), ids_of(model, 220, seed=2)
+    ids, mask = padded([first[:200], second[:150]], left=[1])
+    more = torch.stack([first[200:], second[150:]])
+    with torch.no_grad(), OpCounter(model) as counter:
+        logits, cache = model(ids, attention_mask=mask, use_cache=True)
+        later, _ = model(more, attention_mask=torch.ones_like(more), cache=cache, use_cache=True)
+    return [logits, later], dict(counter.totals)
+
+
+@pytest.mark.parametrize("kernel_backend", ["eager", "compiled"])
+def test_causal_rows_skip_the_keys_they_cannot_see_with_the_same_bits_and_counts(kernel_backend, request, monkeypatch):
+    """Blocks of early query rows keep only the keys they may see (``blocks.row_blocks``, about half the work of a
+    prompt's L x L attention): the logits and every counter equal those of attention over every key, and the logits
+    those of the time-stepped mode."""
+    from models.arch import blocks
+
+    request.getfixturevalue(kernel_backend)
+    monkeypatch.setattr(blocks, "CAUSAL_BLOCK_ROWS", 16)  # many blocks: keys cut at 64, 128, 192 and whole
+    assert kernels.softmax_ignores_masked_tail("cpu")
+    seen = []
+    original = blocks.row_blocks
+    monkeypatch.setattr(blocks, "row_blocks", lambda *args: seen.append(original(*args)) or seen[-1])
+    skipping, skipping_counts = run_long_prompt()
+    assert any(keys < 200 for plan in seen for _, keys in plan)  # the cut was taken
+    monkeypatch.setitem(kernels._TAIL_FREE, "cpu", False)
+    every_key, every_key_counts = run_long_prompt()
+    for a, b in zip(skipping, every_key, strict=True):
+        assert torch.equal(bits(a), bits(b))
+    assert skipping_counts == every_key_counts
+    stepped, _ = run_long_prompt("snn")  # its counts differ by design (a differential softmax evaluated every step)
+    for a, b in zip(skipping, stepped, strict=True):
+        assert torch.equal(bits(a), bits(b))
+
+
+def test_the_softmax_probe_refuses_a_cut_off_the_vector_lanes(monkeypatch):
+    """The probe behind the key skip is not vacuous: cut after 8 entries, the CPU softmax sums in another order."""
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("no vector unit: every cut sums in order")
+    monkeypatch.setattr(kernels, "KEY_ALIGN", 8)
+    assert not kernels._probe_masked_tail("cpu")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.spiking import counters, observe
+from models.spiking import counters, kernels, observe
 from models.spiking.checks import coding_steps
 from models.spiking.fast import append_along
 from models.spiking.gated import staircase_product
@@ -134,6 +134,42 @@ def grouped_mask_bias(mask: torch.Tensor, groups: int) -> torch.Tensor:
     return once_per_mask("mask bias", mask, groups, bias)
 
 
+CAUSAL_BLOCK_ROWS = 128  # query positions per row block where later blocks see more keys (``row_blocks``)
+
+
+def visible_keys(mask: torch.Tensor) -> list[int]:
+    """Per query row of ``mask`` (B, 1, M, N), 1 + the last key any sequence's row may see (every row sees its own
+    key), once per forward (``once_per_mask``)."""
+
+    def last() -> list[int]:
+        flipped = mask.flip(-1).to(torch.uint8).argmax(-1)  # the first True from the right
+        return (mask.shape[-1] - flipped).amax(0).reshape(-1).tolist()
+
+    return once_per_mask("visible keys", mask, None, last)
+
+
+def row_blocks(mask: torch.Tensor, batch_heads: int, groups: int, keys: int, device: torch.device) -> list[tuple[slice, int]]:
+    """The row blocks of snn-fused attention over (groups x M) rows (a kv head's query heads, one after another) and
+    how many of the first keys each needs: as many rows per block as ``BLOCK_ELEMENTS`` allows; where the mask hides
+    later keys from earlier rows (causal prefill) and the softmax is blind to a masked tail
+    (``kernels.softmax_ignores_masked_tail``), blocks of ``CAUSAL_BLOCK_ROWS`` positions of one head, each keeping
+    the keys its last row may see, rounded up to ``kernels.KEY_ALIGN``: about half the L x L work of a prompt."""
+    queries = mask.shape[-2]
+    rows = groups * queries
+    step = max(1, BLOCK_ELEMENTS // max(1, batch_heads * keys))
+    if queries <= CAUSAL_BLOCK_ROWS or keys <= kernels.KEY_ALIGN or not kernels.softmax_ignores_masked_tail(device):
+        return [(slice(start, min(start + step, rows)), keys) for start in range(0, rows, step)]
+    visible = visible_keys(mask)
+    step = min(step, CAUSAL_BLOCK_ROWS)
+    blocks = []
+    for head in range(groups):
+        for start in range(0, queries, step):
+            stop = min(start + step, queries)
+            seen = min(keys, -(-max(visible[start:stop]) // kernels.KEY_ALIGN) * kernels.KEY_ALIGN)
+            blocks.append((slice(head * queries + start, head * queries + stop), seen))
+    return blocks
+
+
 class SoftmaxAttention(nn.Module):
     """Base of the softmax attention blocks: ``attend`` from the factory's ``scores``, ``softmax`` and
     ``weighted_values`` operators. ``fused_kernel``: float attention may run as one
@@ -185,25 +221,27 @@ class SoftmaxAttention(nn.Module):
         # (heads of a group are adjacent); every row is coded and scored as the repeated form would, so the bits agree
         q = q.reshape(B, kv_heads, groups * M, D)
         if getattr(self.softmax, "mode", None) == "snn-fused" and self.softmax.input_quant is None:  # scores masked as they are scaled
-            out = self._attend_coded_blocks(q * self.scaling, codes, grouped_mask_bias(mask, groups), groups)
+            out = self._attend_coded_blocks(q * self.scaling, codes, grouped_mask_bias(mask, groups), groups, mask)
             return out.reshape(B, H, M, out.shape[-1])
         scores = self.scores.forward_coded(q * self.scaling, codes.keys, codes.key_scales, codes.key_tally, b_heads=groups)
         probs = self.softmax(scores, mask=grouped_mask(mask, groups))
         out = self.weighted_values.forward_coded(probs, codes.values, codes.value_scales, codes.value_tally, v_heads=groups)
         return out.reshape(B, H, M, out.shape[-1])
 
-    def _attend_coded_blocks(self, q: torch.Tensor, codes: CodedKeysValues, bias: torch.Tensor, groups: int) -> torch.Tensor:
+    def _attend_coded_blocks(self, q: torch.Tensor, codes: CodedKeysValues, bias: torch.Tensor, groups: int, mask: torch.Tensor) -> torch.Tensor:
         """Scores, softmax and P . V of the snn-fused operators for blocks of query rows (q scaled, (B, kv heads, rows, D)),
-        so that no (rows x keys) intermediate outgrows the caches (``BLOCK_ELEMENTS``): every row is computed as in one
-        block, and the counts of the three operators are recorded once, from the blocks' summed tallies."""
-        rows, keys = q.shape[2], codes.keys.shape[-1]
-        step = max(1, BLOCK_ELEMENTS // max(1, q.shape[0] * q.shape[1] * keys))
+        so that no (rows x keys) intermediate outgrows the caches (``BLOCK_ELEMENTS``), and a block of causal rows works
+        only on the keys it can see (``row_blocks``): every row is computed as in one block, and the counts of the three
+        operators are recorded once, from the blocks' summed tallies (those of every key, seen or not)."""
+        keys = codes.keys.shape[-1]
         outs, score_tallies, value_tallies = [], (0, 0), (0, 0)
-        for start in range(0, rows, step):
-            part = slice(start, min(start + step, rows))
-            scores, tallies = self.scores.coded_block(q[:, :, part], codes.keys, codes.key_scales, codes.key_tally, mask_bias=bias[:, :, part])
+        for part, seen in row_blocks(mask, q.shape[0] * q.shape[1], groups, keys, q.device):
+            cut = slice(None) if seen == keys else slice(0, seen)
+            scores, tallies = self.scores.coded_block(q[:, :, part], codes.keys[..., cut], codes.key_scales[..., cut], codes.key_tally,
+                                                      mask_bias=bias[:, :, part, cut], whole_b=codes.keys)
             probs = self.softmax.forward_masked(scores, record=False)
-            out, more = self.weighted_values.coded_block(probs, codes.values, codes.value_scales, codes.value_tally)
+            out, more = self.weighted_values.coded_block(probs, codes.values[..., cut, :], codes.value_scales[..., cut, :], codes.value_tally,
+                                                         whole_values=codes.values)
             outs.append(out)
             if tallies is not None:
                 score_tallies = (score_tallies[0] + tallies[0], score_tallies[1] + tallies[1])

@@ -256,6 +256,38 @@ def _probe(chains: dict[str, Callable], kind: str) -> bool:
         SMALL = small
 
 
+KEY_ALIGN = 64  # a block of attention rows that sees only the first keys keeps a multiple of this many (or all)
+_TAIL_FREE: dict[str, bool] = {}
+
+
+def softmax_ignores_masked_tail(device: torch.device | str = "cpu") -> bool:
+    """Whether ``torch.softmax`` of a row cut after a multiple of ``KEY_ALIGN`` entries, every later entry being -inf,
+    gives the very bits the whole row's softmax gives there (exp(-inf) = 0 adds nothing to a sum whose vector lanes
+    go by index, as the CPU kernel's do; a cut off the lane width, or another kernel, may sum in another order).
+    Checked once per device type on a probe of lengths and cuts, float32 and float64; where it fails, attention
+    keeps every key (``blocks.SoftmaxAttention``)."""
+    kind = torch.device(device).type
+    if kind not in _TAIL_FREE:
+        _TAIL_FREE[kind] = _probe_masked_tail(kind)
+    return _TAIL_FREE[kind]
+
+
+def _probe_masked_tail(kind: str) -> bool:
+    g = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.float64):
+        for length in (65, 100, 128, 129, 200, 256, 300, 511, 512, 513, 1000, 1024, 1500, 2049):
+            for cut in range(KEY_ALIGN, length, KEY_ALIGN):
+                x = torch.randn(4, length, generator=g, dtype=dtype) * (1 + 30 * torch.rand(4, 1, generator=g, dtype=dtype))
+                seen = torch.randint(1, cut + 1, (4, 1), generator=g)
+                x.masked_fill_(torch.arange(length) >= seen, float("-inf"))
+                x.masked_fill_((torch.rand(4, length, generator=g) < 0.2) & (torch.arange(length) > 0), float("-inf"))
+                x = x.to(kind)
+                whole, part = torch.softmax(x, -1)[:, :cut], torch.softmax(x[:, :cut].contiguous(), -1)
+                if not torch.equal(_bits(whole), _bits(part)):
+                    return False
+    return True
+
+
 def _agree(got_outputs: tuple, want_outputs: tuple) -> bool:
     """Every output of a chain equal bit for bit (None where the other is None)."""
     for got, want in zip(got_outputs, want_outputs):

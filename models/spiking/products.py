@@ -162,12 +162,14 @@ class ActivationProduct(SpikeCoding, nn.Module):
 
     def coded_block(
         self, a: torch.Tensor, nb: torch.Tensor, sb: torch.Tensor, b_tally: "CodedTally | None" = None,
-        a_mult: torch.Tensor | None = None, mask_bias: torch.Tensor | None = None,
+        a_mult: torch.Tensor | None = None, mask_bias: torch.Tensor | None = None, whole_b: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[int, int] | None]:
         """``forward_coded`` on a block of a's rows, recording nothing: (output, the block's (spikes, synops) when
-        counting, else None). Blocks' tallies add up, but for b's spikes, which each block counts (``record_coded``)."""
+        counting, else None). Blocks' tallies add up, but for b's spikes, which each block counts (``record_coded``).
+        ``whole_b``: the codes of all of b when ``nb`` is the part a block needs (the first columns, or the first rows
+        with a as many columns, the rest of a being zeros): the tallies are those of the block against all of b."""
         na, sa = self._code(self.qa, self.a_neuron, a, "a", mult=a_mult, mode="snn-fused")
-        acc = self._accumulator(a, nb)
+        acc = self._accumulator(a, nb)  # exact either way: any inner length below the bound sums integers exactly in float32
         product = self.product(na.to(acc), nb.to(acc)).to(a.dtype)
         with torch.no_grad():  # p (s_a s_b) without an s_a s_b matrix, masked
             out, check = kernels.backend(a.device).chains["scaled_scores"](product, sa, sb, mask_bias)
@@ -175,11 +177,19 @@ class ActivationProduct(SpikeCoding, nn.Module):
             check_finite(product.mul_(sa * sb), "a . b")
         if not counters.counting():
             return out, None
-        backend = kernels.backend(a.device)
+        return out, self._block_tallies(na, nb if whole_b is None else whole_b, b_tally)
+
+    def _block_tallies(self, na: torch.Tensor, nb: torch.Tensor, b_tally: "CodedTally | None") -> tuple[int, int]:
+        """(spikes, synops) of a block's codes na against all of b (nb); na may cover only b's first rows (K), the
+        rest of its columns being zero counts, which fire nothing and meet nothing."""
+        backend = kernels.backend(na.device)
         chain = backend.chains["prefix_pairs"] if backend.name == "compiled" else None  # eager: a few query rows only
         if b_tally is not None and self.coding == "rate" and (chain is not None or na.numel() <= EAGER_GATHER):  # rate histograms
-            return out, query_tallies(na, b_tally.prefix(self.qb.T), b_tally.spikes(), nb.shape[-1], self.qa.T, self.qb.T, chain)
-        return out, self.closed_form_tallies(na, nb)
+            prefix = b_tally.prefix(self.qb.T)
+            return query_tallies(na, prefix[..., : na.shape[-1], :], b_tally.spikes(), nb.shape[-1], self.qa.T, self.qb.T, chain)
+        if na.shape[-1] < nb.shape[-2]:
+            na = torch.nn.functional.pad(na, (0, nb.shape[-2] - na.shape[-1]))
+        return self.closed_form_tallies(na, nb)
 
     def record_coded(self, a: torch.Tensor, nb: torch.Tensor, b_tally: "CodedTally | None", tallies: tuple[int, int], blocks: int,
                      b_heads: int = 1) -> None:
@@ -426,12 +436,13 @@ class SpikingAttentionValues(nn.Module):
         return out
 
     def coded_block(self, probs: torch.Tensor, n_v: torch.Tensor, s_v: torch.Tensor, v_tally: "CodedTally | None" = None,
-                    ) -> tuple[torch.Tensor, tuple[int, int] | None]:
-        """``forward_coded`` on a block of rows of probs, recording nothing (``SNNMatmul.coded_block``)."""
+                    whole_values: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int] | None]:
+        """``forward_coded`` on a block of rows of probs, recording nothing (``SNNMatmul.coded_block``). ``whole_values``:
+        all of v's codes when probs, n_v and s_v hold only the first keys (the rest of the rows' probabilities are 0)."""
         # P diag(s_v) is coded as it is formed (``encode.fused_code``), never kept
         s_v = s_v.transpose(-1, -2)  # (B, kv heads, 1, N): every query row of a group takes its kv head's scales
         ones = torch.ones((), dtype=probs.dtype, device=probs.device)
-        return self.matmul.coded_block(probs, n_v, ones, v_tally, a_mult=s_v)
+        return self.matmul.coded_block(probs, n_v, ones, v_tally, a_mult=s_v, whole_b=whole_values)
 
     def record_coded(self, probs: torch.Tensor, n_v: torch.Tensor, v_tally: "CodedTally | None", tallies: tuple[int, int], blocks: int,
                      v_heads: int = 1) -> None:
