@@ -180,12 +180,12 @@ def test_attention_in_row_blocks_gives_the_bits_and_counts_of_one_block(eager, m
     assert whole_counts == block_counts
 
 
-def run_long_prompt(mode: str = "snn-fused") -> tuple[list[torch.Tensor], dict]:
+def run_long_prompt(mode: str = "snn-fused", **spiking) -> tuple[list[torch.Tensor], dict]:
     """A tiny Llama on 200- and 150-token prompts (the second left-padded), then 70 more tokens on the cache (a
     continuation whose rows see the cache and part of themselves): the logits and the op counts."""
     from tests.test_architectures_contract import padded
 
-    model = same_weights(tiny_model("llama"), mode)
+    model = same_weights(tiny_model("llama"), mode, **spiking)
     first, second = ids_of(model, 270, seed=1), ids_of(model, 220, seed=2)
     ids, mask = padded([first[:200], second[:150]], left=[1])
     more = torch.stack([first[200:], second[150:]])
@@ -218,6 +218,23 @@ def test_causal_rows_skip_the_keys_they_cannot_see_with_the_same_bits_and_counts
     stepped, _ = run_long_prompt("snn")  # its counts differ by design (a differential softmax evaluated every step)
     for a, b in zip(skipping, stepped, strict=True):
         assert torch.equal(bits(a), bits(b))
+
+
+@pytest.mark.parametrize("coding", ["rate", "bitwise"])
+def test_key_skip_counts_by_the_closed_form_too(eager, monkeypatch, coding):
+    """Where the counts come from the codes themselves (another coding, or the eager kernels on a block too big to
+    gather from the cache's tallies), a block's cut probabilities are padded with zero counts: the same counts."""
+    from models.arch import blocks
+    from models.spiking import products
+
+    monkeypatch.setattr(blocks, "CAUSAL_BLOCK_ROWS", 16)
+    monkeypatch.setattr(products, "EAGER_GATHER", 0)
+    skipping = run_long_prompt(coding=coding)
+    monkeypatch.setitem(kernels._TAIL_FREE, "cpu", False)
+    every_key = run_long_prompt(coding=coding)
+    for a, b in zip(skipping[0], every_key[0], strict=True):
+        assert torch.equal(bits(a), bits(b))
+    assert skipping[1] == every_key[1]
 
 
 def test_the_softmax_probe_refuses_a_cut_off_the_vector_lanes(monkeypatch):
